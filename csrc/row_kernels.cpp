@@ -1,0 +1,454 @@
+// Row kernels, written once and compiled once per SIMD level.
+//
+// CMake compiles this file once per level with that level's flags (-mavx2
+// -mfma, -mavx512f ..., nothing for the baseline) and two definitions:
+// FASTSOFTMAX_LEVEL (the namespace and the name reported by info()) and
+// FASTSOFTMAX_VECTOR_BYTES (16, 32 or 64). The code is written on GCC/Clang
+// vector types of that many bytes, so one source becomes SSE2, AVX2,
+// AVX-512 or NEON code; a width larger than the hardware's (64 bytes built
+// for AVX2) is split by the compiler, which lets this CPU run the widest
+// path in tests. Everything but the exported table has internal linkage, so
+// the linker can never hand one level's copy of a helper to another level.
+//
+// Passes over one contiguous row of n elements:
+//   softmax:      scan (max, NaN, active count) | exp, store y, sum | scale y
+//   log_softmax:  scan | exp and sum, nothing stored | y = d - log(sum)
+//   logsumexp:    scan | exp and sum, nothing stored
+// with d = (x - max) / temperature. Sums run in the row's type over chunks of
+// kChunk elements with four vector accumulators; chunk totals are added in
+// double with Neumaier compensation, so the error does not grow with n.
+//
+// exp_nonpositive contract (tests/test_exp.py, `fastsoftmax accuracy`):
+//   float:  d in [-inf, 0]; max error 1.02 ULP over a dense sweep of
+//           [-104, 0], subnormal results included (rounded once, not flushed).
+//   double: d in [-inf, 0]; max error 0.99 ULP on 2e6 random points of
+//           [-746, 0] against a long double reference.
+//   exp(0) == 1 and exp(-inf) == 0 exactly. NaN is never passed in.
+#include "row_kernels.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#ifndef FASTSOFTMAX_LEVEL
+#error "row_kernels.cpp is compiled once per SIMD level with -DFASTSOFTMAX_LEVEL=<name>"
+#endif
+#ifndef FASTSOFTMAX_VECTOR_BYTES
+#error "row_kernels.cpp needs -DFASTSOFTMAX_VECTOR_BYTES=<16|32|64>"
+#endif
+
+#define FS_INLINE inline __attribute__((always_inline))
+
+namespace fastsoftmax {
+namespace FASTSOFTMAX_LEVEL {
+namespace {
+
+using std::int64_t;
+using std::uint8_t;
+
+template <class T> struct SameWidthInt;
+template <> struct SameWidthInt<float> { using type = std::int32_t; };
+template <> struct SameWidthInt<double> { using type = std::int64_t; };
+
+constexpr int64_t kVectorBytes = FASTSOFTMAX_VECTOR_BYTES;
+
+// Vector types of one level: Real holds `lanes` values, Ints the same-width
+// integers (comparison results, exponent bits), Bytes one mask byte a lane.
+template <class T>
+struct Simd {
+    using Int = typename SameWidthInt<T>::type;
+    static constexpr int64_t lanes = kVectorBytes / int64_t(sizeof(T));
+    typedef T Real __attribute__((vector_size(kVectorBytes)));
+    typedef Int Ints __attribute__((vector_size(kVectorBytes)));
+    typedef uint8_t Bytes __attribute__((vector_size(lanes)));
+};
+
+// Elements summed in the row's type before the chunk total goes into the
+// compensated double total; with four accumulators each lane sees
+// kChunk / (4 * lanes) additions (8 to 64).
+constexpr int64_t kChunk = 1024;
+
+template <class V, class T>
+FS_INLINE V broadcast(T value) {
+    return V{} + value;
+}
+
+// Load `count` (<= lanes) elements; lanes past count hold `fill`, chosen so
+// that they change nothing (-inf for a max or an exp). count == lanes is the
+// main-loop case and folds to one unaligned load.
+template <class T>
+FS_INLINE typename Simd<T>::Real load(const T* p, int64_t count, T fill) {
+    using S = Simd<T>;
+    typename S::Real v;
+    if (count == S::lanes) {
+        std::memcpy(&v, p, sizeof v);
+    } else {
+        T buffer[S::lanes];
+        for (int64_t j = 0; j < S::lanes; ++j) buffer[j] = j < count ? p[j] : fill;
+        std::memcpy(&v, buffer, sizeof v);
+    }
+    return v;
+}
+
+template <class T>
+FS_INLINE void store(T* p, typename Simd<T>::Real v, int64_t count) {
+    if (count == Simd<T>::lanes) {
+        std::memcpy(p, &v, sizeof v);
+    } else {
+        T buffer[Simd<T>::lanes];
+        std::memcpy(buffer, &v, sizeof v);
+        for (int64_t j = 0; j < count; ++j) p[j] = buffer[j];
+    }
+}
+
+// Mask bytes as lanes of all ones (active) or zeros; lanes past count are inactive.
+template <class T>
+FS_INLINE typename Simd<T>::Ints load_mask(const uint8_t* p, int64_t count) {
+    using S = Simd<T>;
+    typename S::Bytes bytes;
+    if (count == S::lanes) {
+        std::memcpy(&bytes, p, sizeof bytes);
+    } else {
+        uint8_t buffer[S::lanes];
+        for (int64_t j = 0; j < S::lanes; ++j) buffer[j] = j < count ? p[j] : 0;
+        std::memcpy(&bytes, buffer, sizeof bytes);
+    }
+    const auto widened = __builtin_convertvector(bytes, typename S::Ints);
+    return widened != 0;
+}
+
+template <class V>
+FS_INLINE auto lanes_sum(V v) {
+    auto total = v[0];
+    for (int64_t j = 1; j < int64_t(sizeof(V) / sizeof(v[0])); ++j) total += v[j];
+    return total;
+}
+
+// Visit [begin, end) a vector at a time: four vectors per step into four
+// independent accumulators (an add has 3-4 cycles of latency; one chain
+// would leave the FMA units idle), then single vectors, then one partial
+// vector. visit(offset, count, accumulator); count is `lanes` except at the
+// tail, and a compile-time constant in the unrolled loop.
+template <class T, class Acc, class Visit>
+FS_INLINE void visit_vectors(int64_t begin, int64_t end, Acc (&acc)[4], const Visit& visit) {
+    constexpr int64_t L = Simd<T>::lanes;
+    int64_t i = begin;
+    for (; i + 4 * L <= end; i += 4 * L) {
+        visit(i, L, acc[0]);
+        visit(i + L, L, acc[1]);
+        visit(i + 2 * L, L, acc[2]);
+        visit(i + 3 * L, L, acc[3]);
+    }
+    for (; i + L <= end; i += L) visit(i, L, acc[0]);
+    if (i < end) visit(i, end - i, acc[1]);
+}
+
+// exp(d) for d <= 0: d = n ln2 + r with |r| <= ln2/2, a polynomial for
+// exp(r), then 2^n applied as two factors so that a subnormal result is
+// rounded once rather than flushed to zero. Written on generic R (a float or
+// a vector of floats) and I (the same-width integer or vector of integers).
+template <class R, class I>
+FS_INLINE R exp_nonpositive_f32(R d) {
+    d = d < -104.0f ? broadcast<R>(-104.0f) : d;  // exp(-104) < 2^-150: rounds to +0 below
+    const float shifter = 12582912.0f;            // 1.5 * 2^23: adding it rounds to an integer
+    const R t = d * 1.44269504088896341f + shifter;
+    const R n = t - shifter;
+    const I ni = __builtin_bit_cast(I, t) - __builtin_bit_cast(std::int32_t, shifter);
+    R r = d - n * 0.693359375f;  // ln2 split so that n * high part is exact
+    r = r - n * -2.12194440e-4f;
+    R p = broadcast<R>(1.9875691500e-4f);  // Cephes expf minimax coefficients
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const I n_low = ni < -126 ? broadcast<I>(-126) : ni;  // a normal power of two
+    const I n_high = ni - n_low;                          // in [-25, 0]
+    const R scale_high = __builtin_bit_cast(R, (n_high + 127) << 23);
+    const R scale_low = __builtin_bit_cast(R, (n_low + 127) << 23);
+    return (p * scale_high) * scale_low;
+}
+
+// The same for double, with a degree-13 Taylor polynomial: its truncation
+// error on |r| <= ln2/2 is below 0.05 ULP.
+template <class R, class I>
+FS_INLINE R exp_nonpositive_f64(R d) {
+    d = d < -746.0 ? broadcast<R>(-746.0) : d;  // exp(-746) < 2^-1075: rounds to +0 below
+    const double shifter = 6755399441055744.0;  // 1.5 * 2^52
+    const R t = d * 1.4426950408889634074 + shifter;
+    const R n = t - shifter;
+    const I ni = __builtin_bit_cast(I, t) - __builtin_bit_cast(std::int64_t, shifter);
+    R r = d - n * 6.93145751953125e-1;
+    r = r - n * 1.42860682030941723212e-6;
+    R p = broadcast<R>(1.0 / 6227020800.0);  // 1/13!
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r * r + r + 1.0;
+    const I n_low = ni < -1022 ? broadcast<I>(-1022) : ni;
+    const I n_high = ni - n_low;  // in [-55, 0]
+    const R scale_high = __builtin_bit_cast(R, (n_high + 1023) << 52);
+    const R scale_low = __builtin_bit_cast(R, (n_low + 1023) << 52);
+    return (p * scale_high) * scale_low;
+}
+
+template <class T>
+FS_INLINE typename Simd<T>::Real exp_nonpositive(typename Simd<T>::Real d) {
+    if constexpr (sizeof(T) == 4) {
+        return exp_nonpositive_f32<typename Simd<T>::Real, typename Simd<T>::Ints>(d);
+    } else {
+        return exp_nonpositive_f64<typename Simd<T>::Real, typename Simd<T>::Ints>(d);
+    }
+}
+
+// Sum of doubles with Neumaier's compensation: the total of chunk sums.
+struct CompensatedSum {
+    double sum = 0.0;
+    double compensation = 0.0;
+    FS_INLINE void add(double value) {
+        const double t = sum + value;
+        compensation += std::fabs(sum) >= std::fabs(value) ? (sum - t) + value : (value - t) + sum;
+        sum = t;
+    }
+    FS_INLINE double value() const { return sum + compensation; }
+};
+
+template <class V>
+FS_INLINE double accumulators_total(const V (&acc)[4]) {
+    return static_cast<double>(lanes_sum((acc[0] + acc[1]) + (acc[2] + acc[3])));
+}
+
+template <class T>
+struct RowScan {
+    T max;           // over active elements, NaN ignored
+    int64_t active;  // elements not masked out
+    bool has_nan;    // an active element is NaN
+};
+
+template <class T>
+RowScan<T> scan_row(const T* x, const uint8_t* mask, int64_t n) {
+    using S = Simd<T>;
+    using Real = typename S::Real;
+    using Ints = typename S::Ints;
+    constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+    struct Acc {
+        Real max;
+        Ints nan;
+        Ints active;  // minus the count: comparisons give -1
+    };
+    Acc acc[4];
+    for (Acc& a : acc) a = {broadcast<Real>(neg_inf), Ints{}, Ints{}};
+    if (mask == nullptr) {
+        visit_vectors<T>(0, n, acc, [&](int64_t i, int64_t count, Acc& a) {
+            const Real v = load(x + i, count, neg_inf);
+            a.max = v > a.max ? v : a.max;
+            a.nan |= v != v;
+        });
+    } else {
+        visit_vectors<T>(0, n, acc, [&](int64_t i, int64_t count, Acc& a) {
+            const Ints on = load_mask<T>(mask + i, count);
+            const Real v = on ? load(x + i, count, neg_inf) : broadcast<Real>(neg_inf);
+            a.max = v > a.max ? v : a.max;
+            a.nan |= v != v;
+            a.active += on;
+        });
+    }
+    RowScan<T> scan{neg_inf, n, false};
+    if (mask != nullptr) scan.active = -int64_t(lanes_sum((acc[0].active + acc[1].active) +
+                                                           (acc[2].active + acc[3].active)));
+    for (const Acc& a : acc) {
+        for (int64_t j = 0; j < S::lanes; ++j) {
+            scan.max = a.max[j] > scan.max ? a.max[j] : scan.max;
+            scan.has_nan = scan.has_nan || a.nan[j] != 0;
+        }
+    }
+    return scan;
+}
+
+// Rows whose max is not finite, or with nothing active, take the
+// scipy.special values: NaN for a NaN, +inf or all -inf row, except that
+// log_softmax keeps -inf beside +inf; a row masked out entirely is 0
+// (softmax) or -inf (log_softmax). Masked elements are 0 or -inf.
+template <class T>
+void fill_special_row(const T* x, T* y, const uint8_t* mask, int64_t n, const RowScan<T>& scan,
+                      RowOp op) {
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    constexpr T nan = std::numeric_limits<T>::quiet_NaN();
+    const T masked_value = op == RowOp::softmax ? T(0) : -inf;
+    const bool keeps_minus_inf = op == RowOp::log_softmax && !scan.has_nan && scan.max == inf;
+    for (int64_t i = 0; i < n; ++i) {
+        if (mask != nullptr && mask[i] == 0) {
+            y[i] = masked_value;
+        } else if (keeps_minus_inf) {
+            y[i] = x[i] == inf ? nan : -inf;
+        } else {
+            y[i] = nan;
+        }
+    }
+}
+
+template <class T>
+bool is_special(const RowScan<T>& scan) {
+    return scan.active == 0 || scan.has_nan || !std::isfinite(scan.max);
+}
+
+// Softmax pass 2: y = exp((x - max) * scale), masked lanes 0; returns sum(y).
+// x may be y (in place): each element is read before it is written.
+template <class T>
+double exp_store_sum(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale) {
+    using Real = typename Simd<T>::Real;
+    constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+    CompensatedSum total;
+    for (int64_t start = 0; start < n; start += kChunk) {
+        const int64_t stop = start + kChunk < n ? start + kChunk : n;
+        Real acc[4] = {};
+        if (mask == nullptr) {
+            visit_vectors<T>(start, stop, acc, [&](int64_t i, int64_t count, Real& a) {
+                const Real e = exp_nonpositive<T>((load(x + i, count, neg_inf) - max) * scale);
+                store(y + i, e, count);
+                a += e;
+            });
+        } else {
+            visit_vectors<T>(start, stop, acc, [&](int64_t i, int64_t count, Real& a) {
+                const auto on = load_mask<T>(mask + i, count);
+                const Real v = on ? load(x + i, count, neg_inf) : broadcast<Real>(neg_inf);
+                const Real e = exp_nonpositive<T>((v - max) * scale);
+                store(y + i, e, count);
+                a += e;
+            });
+        }
+        total.add(accumulators_total(acc));
+    }
+    return total.value();
+}
+
+// log_softmax / logsumexp pass 2: the sum of exp(d) over elements below the
+// max, and how many equal it, kept apart so that
+// log(sum) = log(count) + log1p(rest / count) keeps the digits scipy keeps
+// (logsumexp([0, -40]) is 4.2e-18, not 0).
+struct SplitSum {
+    double below_max;
+    double at_max;
+};
+
+template <class T>
+SplitSum exp_sum_split(const T* x, const uint8_t* mask, int64_t n, T max, T scale) {
+    using Real = typename Simd<T>::Real;
+    constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+    struct Acc {
+        Real below;
+        Real at;
+    };
+    CompensatedSum below;
+    double at_max = 0.0;
+    for (int64_t start = 0; start < n; start += kChunk) {
+        const int64_t stop = start + kChunk < n ? start + kChunk : n;
+        Acc acc[4] = {};
+        visit_vectors<T>(start, stop, acc, [&](int64_t i, int64_t count, Acc& a) {
+            Real v = load(x + i, count, neg_inf);
+            if (mask != nullptr) v = load_mask<T>(mask + i, count) ? v : broadcast<Real>(neg_inf);
+            const Real d = (v - max) * scale;
+            const Real e = exp_nonpositive<T>(d);
+            const auto at_max_lane = d == T(0);
+            a.below += at_max_lane ? Real{} : e;
+            a.at += at_max_lane ? broadcast<Real>(T(1)) : Real{};
+        });
+        Real below_acc[4] = {acc[0].below, acc[1].below, acc[2].below, acc[3].below};
+        Real at_acc[4] = {acc[0].at, acc[1].at, acc[2].at, acc[3].at};
+        below.add(accumulators_total(below_acc));
+        at_max += accumulators_total(at_acc);
+    }
+    return {below.value(), at_max};
+}
+
+double log_of_split_sum(const SplitSum& s) {
+    return std::log(s.at_max) + std::log1p(s.below_max / s.at_max);
+}
+
+template <class T>
+void scale_row(T* y, int64_t n, T factor) {
+    using Real = typename Simd<T>::Real;
+    Real unused[4];
+    visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) {
+        store(y + i, load(y + i, count, T(0)) * factor, count);
+    });
+}
+
+// log_softmax pass 3: y = d - log_sum, masked lanes -inf. x may be y.
+template <class T>
+void subtract_row(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale, T log_sum) {
+    using Real = typename Simd<T>::Real;
+    constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+    Real unused[4];
+    visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) {
+        Real v = (load(x + i, count, T(0)) - max) * scale - log_sum;
+        if (mask != nullptr) v = load_mask<T>(mask + i, count) ? v : broadcast<Real>(neg_inf);
+        store(y + i, v, count);
+    });
+}
+
+template <class T>
+void softmax_row(const T* x, T* y, const uint8_t* mask, int64_t n, double temperature,
+                 RowOp op) {
+    const RowScan<T> scan = scan_row(x, mask, n);
+    if (is_special(scan)) {
+        fill_special_row(x, y, mask, n, scan, op);
+        return;
+    }
+    const T scale = static_cast<T>(1.0 / temperature);
+    if (op == RowOp::softmax) {
+        const double sum = exp_store_sum(x, y, mask, n, scan.max, scale);
+        scale_row(y, n, static_cast<T>(1.0 / sum));
+    } else {
+        const double log_sum = log_of_split_sum(exp_sum_split(x, mask, n, scan.max, scale));
+        subtract_row(x, y, mask, n, scan.max, scale, static_cast<T>(log_sum));
+    }
+}
+
+template <class T>
+double logsumexp_row(const T* x, const uint8_t* mask, int64_t n, double temperature) {
+    const RowScan<T> scan = scan_row(x, mask, n);
+    if (scan.active == 0) return -std::numeric_limits<double>::infinity();
+    if (scan.has_nan) return std::numeric_limits<double>::quiet_NaN();
+    if (!std::isfinite(scan.max)) return static_cast<double>(scan.max);  // +inf, or all -inf
+    const T scale = static_cast<T>(1.0 / temperature);
+    const SplitSum sums = exp_sum_split(x, mask, n, scan.max, scale);
+    return static_cast<double>(scan.max) / temperature + log_of_split_sum(sums);
+}
+
+template <class T>
+void exp_nonpositive_array(const T* d, T* y, int64_t n) {
+    using Real = typename Simd<T>::Real;
+    Real unused[4];
+    visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) {
+        store(y + i, exp_nonpositive<T>(load(d + i, count, T(0))), count);
+    });
+}
+
+}  // namespace
+
+#define FS_STRINGIFY2(name) #name
+#define FS_STRINGIFY(name) FS_STRINGIFY2(name)
+
+extern const RowKernels kernels;
+const RowKernels kernels = {
+    FS_STRINGIFY(FASTSOFTMAX_LEVEL),
+    &softmax_row<float>,
+    &softmax_row<double>,
+    &logsumexp_row<float>,
+    &logsumexp_row<double>,
+    &exp_nonpositive_array<float>,
+    &exp_nonpositive_array<double>,
+};
+
+}  // namespace FASTSOFTMAX_LEVEL
+}  // namespace fastsoftmax

@@ -1,0 +1,51 @@
+// Row kernels: the per-row passes of softmax, log_softmax and logsumexp on one
+// contiguous row. Pure C++, no Python. The same source (row_kernels.cpp) is
+// compiled once per SIMD level with that level's compiler flags; each copy
+// fills one RowKernels table, and dispatch.cpp picks a table at run time.
+#pragma once
+
+#include <cstdint>
+
+namespace fastsoftmax {
+
+enum class RowOp : int { softmax = 0, log_softmax = 1 };
+
+// Function table of one SIMD level. All rows are contiguous; `mask` is null
+// (every element active) or one byte per element (non-zero = active).
+struct RowKernels {
+    const char* level;  // "avx512", "avx2", "avx2_wide", "sse2", "neon", "generic"
+
+    // y = softmax or log_softmax of x * inv_temperature; y may equal x.
+    void (*softmax_row_f32)(const float* x, float* y, const std::uint8_t* mask,
+                            std::int64_t n, double temperature, RowOp op);
+    void (*softmax_row_f64)(const double* x, double* y, const std::uint8_t* mask,
+                            std::int64_t n, double temperature, RowOp op);
+
+    // logsumexp of x / temperature, returned in double before rounding.
+    double (*logsumexp_row_f32)(const float* x, const std::uint8_t* mask, std::int64_t n,
+                                double temperature);
+    double (*logsumexp_row_f64)(const double* x, const std::uint8_t* mask, std::int64_t n,
+                                double temperature);
+
+    // exp(d) for d <= 0 elementwise: the exponential every pass above uses,
+    // exposed so its error in ULP can be measured.
+    void (*exp_nonpositive_f32)(const float* d, float* y, std::int64_t n);
+    void (*exp_nonpositive_f64)(const double* d, double* y, std::int64_t n);
+};
+
+// The tables compiled into this build (defined in row_kernels.cpp, one per level).
+#define FASTSOFTMAX_DECLARE_LEVEL(name) \
+    namespace name { extern const RowKernels kernels; }
+#if defined(__x86_64__) || defined(_M_X64)
+FASTSOFTMAX_DECLARE_LEVEL(sse2)
+FASTSOFTMAX_DECLARE_LEVEL(avx2)
+FASTSOFTMAX_DECLARE_LEVEL(avx2_wide)
+FASTSOFTMAX_DECLARE_LEVEL(avx512)
+#elif defined(__aarch64__) || defined(_M_ARM64)
+FASTSOFTMAX_DECLARE_LEVEL(neon)
+#else
+FASTSOFTMAX_DECLARE_LEVEL(generic)
+#endif
+#undef FASTSOFTMAX_DECLARE_LEVEL
+
+}  // namespace fastsoftmax

@@ -1,0 +1,266 @@
+// Batch drivers, SIMD level selection and threads. Compiled for the baseline
+// ISA only: nothing here is hot enough to need a wide one, and keeping it
+// out of the per-level copies keeps their symbols apart.
+#include "softmax_batch.h"
+
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+namespace fastsoftmax {
+namespace {
+
+using std::int64_t;
+using std::uint8_t;
+
+// Below this many elements one thread does the whole call: starting a thread
+// costs ~20-50 us, the time of ~10^5 float exps on one core.
+constexpr int64_t kMinElementsPerThread = int64_t(1) << 17;
+// A strided tile is gathered into a contiguous buffer of at most this size
+// (it stays in L2), then computed in place and scattered back.
+constexpr int64_t kTileBytes = int64_t(256) << 10;
+constexpr int64_t kMaxTileRows = 16;
+
+struct Level {
+    const RowKernels* kernels;
+    bool (*supported)();
+    bool automatic;  // may be picked as the best level; false for test-only levels
+};
+
+#if defined(__x86_64__) || defined(_M_X64)
+bool cpu_has_avx512() {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("fma");
+}
+bool cpu_has_avx2() {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+bool always() { return true; }
+const Level kLevels[] = {
+    {&avx512::kernels, &cpu_has_avx512, true},
+    {&avx2::kernels, &cpu_has_avx2, true},
+    {&avx2_wide::kernels, &cpu_has_avx2, false},
+    {&sse2::kernels, &always, true},
+};
+#elif defined(__aarch64__) || defined(_M_ARM64)
+bool always() { return true; }
+const Level kLevels[] = {{&neon::kernels, &always, true}};
+#else
+bool always() { return true; }
+const Level kLevels[] = {{&generic::kernels, &always, true}};
+#endif
+
+const RowKernels* best_kernels() {
+    for (const Level& level : kLevels) {
+        if (level.automatic && level.supported()) return level.kernels;
+    }
+    return kLevels[0].kernels;  // unreachable: the baseline is always supported
+}
+
+std::atomic<const RowKernels*> g_kernels{best_kernels()};
+std::atomic<int> g_threads{1};
+
+// Run body(first_row, last_row) over [0, rows), split in contiguous blocks
+// across threads. Each row is computed by one thread with the same code
+// whatever the split, so results do not depend on the thread count.
+template <class Body>
+void parallel_rows(int64_t rows, int64_t n, const Body& body) {
+    const int64_t by_work = std::max<int64_t>(1, rows * std::max<int64_t>(n, 1) / kMinElementsPerThread);
+    const int64_t threads = std::min<int64_t>({int64_t(get_num_threads()), rows, by_work});
+    if (threads <= 1) {
+        body(0, rows);
+        return;
+    }
+    std::vector<std::thread> workers;
+    std::vector<std::exception_ptr> errors(threads);
+    workers.reserve(threads - 1);
+    auto run = [&](int64_t t) {
+        try {
+            body(rows * t / threads, rows * (t + 1) / threads);
+        } catch (...) {
+            errors[t] = std::current_exception();
+        }
+    };
+    for (int64_t t = 1; t < threads; ++t) workers.emplace_back(run, t);
+    run(0);
+    for (std::thread& worker : workers) worker.join();
+    for (const std::exception_ptr& error : errors) {
+        if (error) std::rethrow_exception(error);
+    }
+}
+
+template <class T>
+T* row_pointer(const StridedView3<T>& v, int64_t o, int64_t i) {
+    return v.data + o * v.stride[0] + i * v.stride[1];
+}
+
+// Rows [first, last) of the flattened (outer, inner) index space, visited as
+// tiles of consecutive inner rows that share one outer index.
+template <class Visit>
+void for_each_tile(int64_t first, int64_t last, int64_t inner, int64_t tile_rows,
+                   const Visit& visit) {
+    int64_t row = first;
+    while (row < last) {
+        const int64_t o = row / inner;
+        const int64_t i = row % inner;
+        const int64_t width = std::min({tile_rows, inner - i, last - row});
+        visit(o, i, width);
+        row += width;
+    }
+}
+
+// Copy `width` strided rows of length n into buffer rows of length n. Reading
+// across rows first makes a non-last reduction axis (inner stride 1) read
+// whole cache lines.
+template <class T>
+void gather_tile(const StridedView3<const T>& v, int64_t o, int64_t i, int64_t width, int64_t n,
+                 T* buffer) {
+    const T* base = row_pointer(v, o, i);
+    for (int64_t k = 0; k < n; ++k) {
+        const T* at = base + k * v.stride[2];
+        for (int64_t j = 0; j < width; ++j) buffer[j * n + k] = at[j * v.stride[1]];
+    }
+}
+
+template <class T>
+void scatter_tile(const T* buffer, const StridedView3<T>& v, int64_t o, int64_t i, int64_t width,
+                  int64_t n) {
+    T* base = row_pointer(v, o, i);
+    for (int64_t k = 0; k < n; ++k) {
+        T* at = base + k * v.stride[2];
+        for (int64_t j = 0; j < width; ++j) at[j * v.stride[1]] = buffer[j * n + k];
+    }
+}
+
+template <class T>
+int64_t tile_rows_for(int64_t n) {
+    return std::clamp<int64_t>(kTileBytes / (std::max<int64_t>(n, 1) * int64_t(sizeof(T))), 1,
+                               kMaxTileRows);
+}
+
+template <class T>
+void call_softmax_row(const RowKernels& k, const T* x, T* y, const uint8_t* mask, int64_t n,
+                      double temperature, RowOp op) {
+    if constexpr (sizeof(T) == 4) {
+        k.softmax_row_f32(x, y, mask, n, temperature, op);
+    } else {
+        k.softmax_row_f64(x, y, mask, n, temperature, op);
+    }
+}
+
+template <class T>
+double call_logsumexp_row(const RowKernels& k, const T* x, const uint8_t* mask, int64_t n,
+                          double temperature) {
+    if constexpr (sizeof(T) == 4) {
+        return k.logsumexp_row_f32(x, mask, n, temperature);
+    } else {
+        return k.logsumexp_row_f64(x, mask, n, temperature);
+    }
+}
+
+}  // namespace
+
+std::vector<std::string> supported_levels() {
+    std::vector<std::string> names;
+    for (const Level& level : kLevels) {
+        if (level.supported()) names.emplace_back(level.kernels->level);
+    }
+    return names;
+}
+
+const char* current_level() { return g_kernels.load()->level; }
+const RowKernels& current_kernels() { return *g_kernels.load(); }
+
+bool set_level(const std::string& name) {
+    for (const Level& level : kLevels) {
+        if (name == level.kernels->level && level.supported()) {
+            g_kernels.store(level.kernels);
+            return true;
+        }
+    }
+    return false;
+}
+
+void set_num_threads(int threads) { g_threads.store(std::max(1, threads)); }
+int get_num_threads() { return g_threads.load(); }
+
+template <class T>
+void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<const uint8_t> mask,
+                   Extent3 extent, double temperature, RowOp op) {
+    const RowKernels& kernels = current_kernels();
+    const int64_t n = extent.n;
+    const bool has_mask = mask.data != nullptr;
+    const bool rows_contiguous = x.stride[2] == 1 && y.stride[2] == 1 &&
+                                 (!has_mask || mask.stride[2] == 1);
+    parallel_rows(extent.outer * extent.inner, n, [&](int64_t first, int64_t last) {
+        if (rows_contiguous) {
+            for_each_tile(first, last, extent.inner, kMaxTileRows,
+                          [&](int64_t o, int64_t i, int64_t width) {
+                for (int64_t j = 0; j < width; ++j) {
+                    call_softmax_row<T>(kernels, row_pointer(x, o, i + j),
+                                        row_pointer(y, o, i + j),
+                                        has_mask ? row_pointer(mask, o, i + j) : nullptr, n,
+                                        temperature, op);
+                }
+            });
+            return;
+        }
+        const int64_t tile_rows = tile_rows_for<T>(n);
+        std::vector<T> values(size_t(tile_rows * n));
+        std::vector<uint8_t> active(has_mask ? size_t(tile_rows * n) : 0);
+        for_each_tile(first, last, extent.inner, tile_rows, [&](int64_t o, int64_t i, int64_t width) {
+            gather_tile(x, o, i, width, n, values.data());
+            if (has_mask) gather_tile(mask, o, i, width, n, active.data());
+            for (int64_t j = 0; j < width; ++j) {
+                T* row = values.data() + j * n;
+                call_softmax_row<T>(kernels, row, row, has_mask ? active.data() + j * n : nullptr,
+                                    n, temperature, op);
+            }
+            scatter_tile(values.data(), y, o, i, width, n);
+        });
+    });
+}
+
+template <class T>
+void logsumexp_batch(StridedView3<const T> x, StridedView2<T> y, StridedView3<const uint8_t> mask,
+                     Extent3 extent, double temperature) {
+    const RowKernels& kernels = current_kernels();
+    const int64_t n = extent.n;
+    const bool has_mask = mask.data != nullptr;
+    const bool rows_contiguous = x.stride[2] == 1 && (!has_mask || mask.stride[2] == 1);
+    parallel_rows(extent.outer * extent.inner, n, [&](int64_t first, int64_t last) {
+        const int64_t tile_rows = rows_contiguous ? kMaxTileRows : tile_rows_for<T>(n);
+        std::vector<T> values(rows_contiguous ? 0 : size_t(tile_rows * n));
+        std::vector<uint8_t> active(has_mask && !rows_contiguous ? size_t(tile_rows * n) : 0);
+        for_each_tile(first, last, extent.inner, tile_rows, [&](int64_t o, int64_t i, int64_t width) {
+            if (!rows_contiguous) {
+                gather_tile(x, o, i, width, n, values.data());
+                if (has_mask) gather_tile(mask, o, i, width, n, active.data());
+            }
+            for (int64_t j = 0; j < width; ++j) {
+                const T* row = rows_contiguous ? row_pointer(x, o, i + j) : values.data() + j * n;
+                const uint8_t* row_mask =
+                    !has_mask ? nullptr
+                              : (rows_contiguous ? row_pointer(mask, o, i + j) : active.data() + j * n);
+                const double result = call_logsumexp_row<T>(kernels, row, row_mask, n, temperature);
+                y.data[o * y.stride[0] + (i + j) * y.stride[1]] = static_cast<T>(result);
+            }
+        });
+    });
+}
+
+template void softmax_batch<float>(StridedView3<const float>, StridedView3<float>,
+                                   StridedView3<const uint8_t>, Extent3, double, RowOp);
+template void softmax_batch<double>(StridedView3<const double>, StridedView3<double>,
+                                    StridedView3<const uint8_t>, Extent3, double, RowOp);
+template void logsumexp_batch<float>(StridedView3<const float>, StridedView2<float>,
+                                     StridedView3<const uint8_t>, Extent3, double);
+template void logsumexp_batch<double>(StridedView3<const double>, StridedView2<double>,
+                                      StridedView3<const uint8_t>, Extent3, double);
+
+}  // namespace fastsoftmax

@@ -1,0 +1,55 @@
+// Batch drivers: run the row kernels over every row of a strided 3-D view
+// (outer, inner, n) whose last axis is the reduction axis, on the selected
+// SIMD level and thread count. Pure C++; the Python layer has already
+// validated dtypes, shapes and overlap, and made every stride a whole
+// number of elements.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "row_kernels.h"
+
+namespace fastsoftmax {
+
+// Strides are in elements and may be zero (broadcast) or negative.
+template <class T>
+struct StridedView3 {
+    T* data;
+    std::int64_t stride[3];  // outer, inner, along the reduction axis
+};
+
+template <class T>
+struct StridedView2 {
+    T* data;
+    std::int64_t stride[2];  // outer, inner
+};
+
+struct Extent3 {
+    std::int64_t outer, inner, n;
+};
+
+// SIMD levels compiled in and supported by this CPU, best first.
+std::vector<std::string> supported_levels();
+// The level in use; set_level returns false for a name not in supported_levels().
+const char* current_level();
+bool set_level(const std::string& name);
+const RowKernels& current_kernels();
+
+void set_num_threads(int threads);
+int get_num_threads();
+
+// y = softmax (or log_softmax) along the last axis of x, scaled by 1/temperature.
+// y may be x itself (same data and strides); mask.data == nullptr means no mask.
+template <class T>
+void softmax_batch(StridedView3<const T> x, StridedView3<T> y,
+                   StridedView3<const std::uint8_t> mask, Extent3 extent, double temperature,
+                   RowOp op);
+
+// y[o, i] = logsumexp(x[o, i, :] / temperature).
+template <class T>
+void logsumexp_batch(StridedView3<const T> x, StridedView2<T> y,
+                     StridedView3<const std::uint8_t> mask, Extent3 extent, double temperature);
+
+}  // namespace fastsoftmax
