@@ -173,9 +173,9 @@ def _softmax_like(
     mask = _check_where(where, arr.shape)
     if out is not None:
         result = _check_out(out, () if scalar_input else arr.shape, result_dtype)
-        result_view = result.reshape(arr.shape)
     else:
-        result = result_view = np.empty_like(arr, dtype=result_dtype)
+        result = np.empty_like(arr.reshape(()) if scalar_input else arr, dtype=result_dtype)
+    result_view = result.reshape(arr.shape)  # a view: only 0-d gains an axis
     if arr.size == 0:
         return result
 

@@ -19,9 +19,14 @@ name = "numpy"
 
 
 def _shifted(x: np.ndarray, mask: np.ndarray | None, temperature: float):
-    """The row max ``m`` and ``d = (x - m) / T`` with masked entries at -inf."""
+    """The row max ``m`` and ``d = (x - m) / T`` with masked entries at -inf.
+
+    Rows are made contiguous first, so every sum is NumPy's pairwise sum in
+    one order whatever the input layout.
+    """
     if mask is not None:
         x = np.where(mask, x, -np.inf).astype(x.dtype, copy=False)
+    x = np.ascontiguousarray(x)
     m = np.max(x, axis=-1, keepdims=True)
     finite_max = np.where(np.isfinite(m), m, 0).astype(x.dtype, copy=False)
     d = (x - finite_max) / x.dtype.type(temperature)

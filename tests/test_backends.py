@@ -1,0 +1,146 @@
+"""Backends, SIMD levels and threads: the registry, lazy numba, the
+fallback without the extension, agreement between backends, and results
+independent of the thread count."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import assert_matches_oracle, random_logits
+
+import fastsoftmax as fs
+
+
+def _run_python(code: str, **env: str) -> str:
+    environment = dict(os.environ, **env)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_backends_best_first():
+    names = fs.backends()
+    assert names[-1] == "numpy"
+    assert list(names) == [n for n in ("cpp", "numba", "numpy") if n in names]
+    assert fs.info()["default_backend"] == names[0]
+
+
+def test_compiled_extension_is_built():
+    """The test install must have the extension (CI builds it); a missing
+    one is reported by info() and would hide the cpp backend from the suite."""
+    assert "cpp" in fs.backends(), fs.info()["unavailable"]
+    assert fs.info()["simd_level"] in fs.info()["simd_levels"]
+
+
+def test_info_fields():
+    info = fs.info()
+    for key in ("version", "backends", "simd_level", "threads", "unavailable"):
+        assert key in info
+    json.dumps(info, default=str)
+
+
+def test_import_does_not_import_numba():
+    out = _run_python("import sys, fastsoftmax; print('numba' in sys.modules)")
+    assert out.strip() == "False"
+
+
+def test_works_without_the_extension():
+    code = (
+        "import json, fastsoftmax as fs;"
+        "print(json.dumps([fs.backends(), fs.info()['unavailable'],"
+        " fs.softmax([2.0, 1.0, 0.1]).tolist()]))"
+    )
+    names, unavailable, values = json.loads(_run_python(code, FASTSOFTMAX_DISABLE_EXTENSION="1"))
+    assert "cpp" not in names and "numpy" in names
+    assert "cpp" in unavailable
+    np.testing.assert_allclose(values, [0.65900114, 0.24243297, 0.09856589], rtol=1e-7)
+
+
+def test_simd_override_from_environment():
+    levels = fs.info()["simd_levels"]
+    if not levels:
+        pytest.skip("no compiled extension")
+    lowest = levels[-1]
+    out = _run_python(
+        "import fastsoftmax as fs; print(fs.info()['simd_level'])", FASTSOFTMAX_SIMD=lowest
+    )
+    assert out.strip() == lowest
+
+
+def test_threads_from_environment():
+    out = _run_python(
+        "import fastsoftmax as fs; print(fs.get_num_threads())", FASTSOFTMAX_NUM_THREADS="3"
+    )
+    assert out.strip() == "3"
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_set_num_threads_rejects(bad):
+    with pytest.raises(ValueError):
+        fs.set_num_threads(bad)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "log_softmax", "logsumexp"])
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_results_do_not_depend_on_threads(backend, kind, axis):
+    x = random_logits(np.random.default_rng(31), (1024, 600), np.float32)
+    f = getattr(fs, kind)
+    previous = fs.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3, 7):
+            fs.set_num_threads(threads)
+            results.append(f(x, axis=axis, backend=backend))
+    finally:
+        fs.set_num_threads(previous)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+
+
+@pytest.mark.parametrize("kind", ["softmax", "log_softmax", "logsumexp"])
+def test_backends_agree(dtype, kind):
+    """numba and numpy against cpp on the same random inputs: each within
+    the SPEC bound of the oracle, and close to each other."""
+    rng = np.random.default_rng(32)
+    cases = [
+        random_logits(rng, shape, dtype, scale)
+        for shape, scale in (((33, 77), 3.0), ((5, 1000), 10.0), ((257, 3), 1.0))
+    ]
+    for x in cases:
+        results = {name: getattr(fs, kind)(x, backend=name) for name in fs.backends()}
+        for y in results.values():
+            assert_matches_oracle(kind, y, x)
+        first = results[fs.backends()[0]]
+        for y in results.values():
+            np.testing.assert_allclose(y, first, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_calls_from_many_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(33)
+    inputs = [random_logits(rng, (64, 1000), np.float32) for _ in range(8)]
+    want = [fs.softmax(x) for x in inputs]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(fs.softmax, inputs * 4))
+    for i, y in enumerate(got):
+        np.testing.assert_array_equal(y, want[i % len(inputs)])
+
+
+def test_demo_and_info_commands():
+    out = _run_python("from fastsoftmax.__main__ import main; main(['demo'])")
+    assert "0.659" in out
+    out = _run_python("from fastsoftmax.__main__ import main; main(['info'])")
+    assert json.loads(out)["version"] == fs.__version__

@@ -1,0 +1,133 @@
+"""Layouts (SPEC.md): C, Fortran, strided, negative strides, unaligned and
+byte-swapped data give the values of a contiguous copy; the input is never
+modified; out= and in place; partial overlap is handled."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import random_logits
+
+import fastsoftmax as fs
+
+KINDS = ["softmax", "log_softmax", "logsumexp"]
+
+
+def _layouts(dtype):
+    rng = np.random.default_rng(21)
+    base = random_logits(rng, (6, 7, 9), dtype)
+    big = random_logits(rng, (12, 15, 20), dtype)
+    yield "C", base
+    yield "F", np.asfortranarray(base)
+    yield "strided", big[::2, 1::2, ::2]
+    yield "negative", big[::-2, :, ::-3]
+    yield "transposed", big.transpose(2, 0, 1)
+    yield "broadcast", np.broadcast_to(base[:1], (4, 7, 9))
+    swapped = base.astype(base.dtype.newbyteorder(">" if base.dtype.isnative else "<"))
+    yield "byteswapped", swapped
+    raw = np.zeros(base.nbytes + 1, dtype=np.uint8)
+    unaligned = raw[1:].view(dtype).reshape(base.shape)
+    unaligned[...] = base
+    yield "unaligned", unaligned
+    yield (
+        "3d-to-4d-strided",
+        np.lib.stride_tricks.as_strided(
+            big,
+            shape=(3, 2, 4, 5),
+            strides=(
+                big.strides[0] * 4,
+                big.strides[0] * 2,
+                big.strides[1] * 3,
+                big.strides[2] * 4,
+            ),
+        ),
+    )
+
+
+LAYOUTS = [name for name, _ in _layouts(np.float32)]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("axis", [0, 1, -1, (0, 2), None])
+def test_layouts_give_the_values_of_a_contiguous_copy(backend, dtype, layout, kind, axis):
+    x = dict(_layouts(dtype))[layout]
+    if layout == "3d-to-4d-strided" and axis == 1:
+        axis = 2
+    before = x.copy()
+    f = getattr(fs, kind)
+    got = f(x, axis=axis, backend=backend)
+    want = f(np.ascontiguousarray(x), axis=axis, backend=backend)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(x, before)  # input untouched
+
+
+@pytest.mark.parametrize("kind", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("axis", [0, -1, None])
+def test_in_place(backend, dtype, kind, axis):
+    x = random_logits(np.random.default_rng(22), (17, 33), dtype)
+    want = getattr(fs, kind)(x, axis=axis, backend=backend)
+    for y in (x.copy(), np.asfortranarray(x), x.copy()[::-1][::-1]):
+        assert getattr(fs, kind)(y, axis=axis, out=y, backend=backend) is y
+        np.testing.assert_array_equal(y, want)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "log_softmax"])
+def test_out_with_its_own_layout(backend, dtype, kind):
+    x = random_logits(np.random.default_rng(23), (8, 10), dtype)
+    want = getattr(fs, kind)(x, backend=backend)
+    holder = np.zeros((10, 16), dtype=dtype)
+    out = holder.T[::2, ::-1][:, :10]
+    assert out.shape == x.shape
+    assert getattr(fs, kind)(x, out=out, backend=backend) is out
+    np.testing.assert_array_equal(out, want)
+    swapped = np.empty(x.shape, dtype=dtype)
+    getattr(fs, kind)(x, out=swapped, backend=backend)
+    np.testing.assert_array_equal(swapped, want)
+
+
+@pytest.mark.parametrize("shift", [1, 3, -2])
+def test_partial_overlap_with_out_is_handled(backend, dtype, shift):
+    """out overlapping x without being x: the result is what a copy gives."""
+    buffer = random_logits(np.random.default_rng(24), (40,), dtype)
+    x = buffer[5:25].reshape(4, 5)
+    want = fs.softmax(x.copy(), backend=backend)
+    out = buffer[5 + shift : 25 + shift].reshape(4, 5)
+    fs.softmax(x, out=out, backend=backend)
+    np.testing.assert_array_equal(out, want)
+
+
+def test_float16_out_and_in_place(backend):
+    x = random_logits(np.random.default_rng(25), (5, 30), np.float16)
+    want = fs.softmax(x, backend=backend)
+    y = x.copy()
+    fs.softmax(y, out=y, backend=backend)
+    np.testing.assert_array_equal(y, want)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_input_never_modified(backend, kind):
+    rng = np.random.default_rng(26)
+    for x in (
+        random_logits(rng, (9, 65), np.float32),
+        np.array([[np.inf, 1.0, np.nan], [-np.inf, -np.inf, 2.0]]),
+        random_logits(rng, (3, 4), np.float16),
+    ):
+        mask = rng.random(x.shape) < 0.5
+        x_before, mask_before = x.copy(), mask.copy()
+        with np.errstate(invalid="ignore"):
+            getattr(fs, kind)(x, where=mask, temperature=0.7, backend=backend)
+        np.testing.assert_array_equal(x, x_before)
+        np.testing.assert_array_equal(mask, mask_before)
+
+
+def test_non_last_axis_is_not_transposed(backend):
+    """axis=0 of a C array reads through strides: the kernel gets a
+    (1, inner, n) view whose reduction stride is the row length."""
+    from fastsoftmax import _layout
+
+    x = np.ones((100, 64), dtype=np.float32)
+    views = _layout.rows3([x, np.empty_like(x)], 0)
+    assert views is not None and views[0].shape == (1, 64, 100)
+    assert views[0].strides == (0, 4, 256)
+    assert np.shares_memory(views[0], x)
