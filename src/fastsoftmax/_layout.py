@@ -11,6 +11,7 @@ views) the caller copies to contiguous memory.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,6 +25,9 @@ def rows3(arrays: Sequence[np.ndarray], axis: int) -> list[np.ndarray] | None:
     has length 1 there). Strides must be whole multiples of the item size.
     """
     shape = arrays[0].shape
+    fast = _contiguous_rows3(arrays, axis)
+    if fast is not None:
+        return fast
     for a in arrays:
         if any(s % a.itemsize for s in a.strides):
             return None
@@ -41,8 +45,8 @@ def rows3(arrays: Sequence[np.ndarray], axis: int) -> list[np.ndarray] | None:
     while len(groups) < 2:
         groups.insert(0, [])
     views = []
+    sizes = [math.prod(shape[d] for d in g) for g in groups]
     for a in arrays:
-        sizes = [int(np.prod([shape[d] for d in g], dtype=np.int64)) for g in groups]
         strides = [a.strides[g[-1]] if g else 0 for g in groups]
         views.append(
             as_strided(
@@ -53,3 +57,19 @@ def rows3(arrays: Sequence[np.ndarray], axis: int) -> list[np.ndarray] | None:
             )
         )
     return views
+
+
+def _contiguous_rows3(arrays: Sequence[np.ndarray], axis: int) -> list[np.ndarray] | None:
+    """The common case, by reshape: every operand C-contiguous (or every one
+    Fortran-contiguous, read as the C-contiguous transpose)."""
+    if all(a.flags.c_contiguous for a in arrays):
+        pass
+    elif all(a.flags.f_contiguous for a in arrays):
+        arrays = [a.T for a in arrays]
+        axis = arrays[0].ndim - 1 - axis
+    else:
+        return None
+    shape = arrays[0].shape
+    outer = math.prod(shape[:axis])
+    inner = math.prod(shape[axis + 1 :])
+    return [a.reshape(outer, a.shape[axis], inner).transpose(0, 2, 1) for a in arrays]
