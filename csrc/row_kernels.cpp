@@ -147,10 +147,12 @@ FS_INLINE void visit_vectors(int64_t begin, int64_t end, Acc (&acc)[4], const Vi
 // exp(r), then 2^n applied as two factors so that a subnormal result is
 // rounded once rather than flushed to zero. Written on generic R (a float or
 // a vector of floats) and I (the same-width integer or vector of integers).
-template <class R, class I>
+template <class R, class I, bool kSubnormal>
 FS_INLINE R exp_nonpositive_f32(R d) {
-    d = d < -104.0f ? broadcast<R>(-104.0f) : d;  // exp(-104) < 2^-150: rounds to +0 below
-    const float shifter = 12582912.0f;            // 1.5 * 2^23: adding it rounds to an integer
+    if constexpr (kSubnormal) {
+        d = d < -104.0f ? broadcast<R>(-104.0f) : d;  // exp(-104) < 2^-150: rounds to +0 below
+    }
+    const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
     const R t = d * 1.44269504088896341f + shifter;
     const R n = t - shifter;
     const I ni = __builtin_bit_cast(I, t) - __builtin_bit_cast(std::int32_t, shifter);
@@ -163,6 +165,9 @@ FS_INLINE R exp_nonpositive_f32(R d) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
+    if constexpr (!kSubnormal) {  // every result is normal: one exponent add
+        return p * __builtin_bit_cast(R, (ni + 127) << 23);
+    }
     const I n_low = ni < -126 ? broadcast<I>(-126) : ni;  // a normal power of two
     const I n_high = ni - n_low;                          // in [-25, 0]
     const R scale_high = __builtin_bit_cast(R, (n_high + 127) << 23);
@@ -172,9 +177,11 @@ FS_INLINE R exp_nonpositive_f32(R d) {
 
 // The same for double, with a degree-13 Taylor polynomial: its truncation
 // error on |r| <= ln2/2 is below 0.05 ULP.
-template <class R, class I>
+template <class R, class I, bool kSubnormal>
 FS_INLINE R exp_nonpositive_f64(R d) {
-    d = d < -746.0 ? broadcast<R>(-746.0) : d;  // exp(-746) < 2^-1075: rounds to +0 below
+    if constexpr (kSubnormal) {
+        d = d < -746.0 ? broadcast<R>(-746.0) : d;  // exp(-746) < 2^-1075: rounds to +0 below
+    }
     const double shifter = 6755399441055744.0;  // 1.5 * 2^52
     const R t = d * 1.4426950408889634074 + shifter;
     const R n = t - shifter;
@@ -194,6 +201,9 @@ FS_INLINE R exp_nonpositive_f64(R d) {
     p = p * r + 1.0 / 6.0;
     p = p * r + 0.5;
     p = p * r * r + r + 1.0;
+    if constexpr (!kSubnormal) {
+        return p * __builtin_bit_cast(R, (ni + 1023) << 52);
+    }
     const I n_low = ni < -1022 ? broadcast<I>(-1022) : ni;
     const I n_high = ni - n_low;  // in [-55, 0]
     const R scale_high = __builtin_bit_cast(R, (n_high + 1023) << 52);
@@ -201,13 +211,29 @@ FS_INLINE R exp_nonpositive_f64(R d) {
     return (p * scale_high) * scale_low;
 }
 
-template <class T>
+// kSubnormal = false: the caller knows every d is above normal_exp_limit<T>
+// (no result is subnormal or zero), so the clamp and the two-step scale go.
+template <class T, bool kSubnormal = true>
 FS_INLINE typename Simd<T>::Real exp_nonpositive(typename Simd<T>::Real d) {
+    using S = Simd<T>;
     if constexpr (sizeof(T) == 4) {
-        return exp_nonpositive_f32<typename Simd<T>::Real, typename Simd<T>::Ints>(d);
+        return exp_nonpositive_f32<typename S::Real, typename S::Ints, kSubnormal>(d);
     } else {
-        return exp_nonpositive_f64<typename Simd<T>::Real, typename Simd<T>::Ints>(d);
+        return exp_nonpositive_f64<typename S::Real, typename S::Ints, kSubnormal>(d);
     }
+}
+
+// Below this, exp(d) may be subnormal (n < -126 / -1022 after rounding).
+template <class T>
+constexpr T normal_exp_limit = sizeof(T) == 4 ? T(-87.0) : T(-707.0);
+
+// exp of `count` loaded lanes: the fast form only for full vectors of a row
+// known to stay above normal_exp_limit (a partial vector's fill lanes, and
+// masked lanes, hold -inf).
+template <class T, bool kSubnormal>
+FS_INLINE typename Simd<T>::Real exp_of_lanes(typename Simd<T>::Real d, int64_t count) {
+    if (!kSubnormal && count == Simd<T>::lanes) return exp_nonpositive<T, false>(d);
+    return exp_nonpositive<T, true>(d);
 }
 
 // Sum of doubles with Neumaier's compensation: the total of chunk sums.
@@ -230,6 +256,7 @@ FS_INLINE double accumulators_total(const V (&acc)[4]) {
 template <class T>
 struct RowScan {
     T max;           // over active elements, NaN ignored
+    T min;           // over active elements, NaN ignored
     int64_t active;  // elements not masked out
     bool has_nan;    // an active element is NaN
 };
@@ -239,35 +266,42 @@ RowScan<T> scan_row(const T* x, const uint8_t* mask, int64_t n) {
     using S = Simd<T>;
     using Real = typename S::Real;
     using Ints = typename S::Ints;
-    constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+    constexpr T inf = std::numeric_limits<T>::infinity();
     struct Acc {
         Real max;
+        Real min;
         Ints nan;
         Ints active;  // minus the count: comparisons give -1
     };
     Acc acc[4];
-    for (Acc& a : acc) a = {broadcast<Real>(neg_inf), Ints{}, Ints{}};
+    for (Acc& a : acc) a = {broadcast<Real>(-inf), broadcast<Real>(inf), Ints{}, Ints{}};
     if (mask == nullptr) {
         visit_vectors<T>(0, n, acc, [&](int64_t i, int64_t count, Acc& a) {
-            const Real v = load(x + i, count, neg_inf);
+            const Real v = load(x + i, count, -inf);
+            const Real w = count == S::lanes ? v : load(x + i, count, inf);  // tail: +inf fill
             a.max = v > a.max ? v : a.max;
+            a.min = w < a.min ? w : a.min;
             a.nan |= v != v;
         });
     } else {
         visit_vectors<T>(0, n, acc, [&](int64_t i, int64_t count, Acc& a) {
             const Ints on = load_mask<T>(mask + i, count);
-            const Real v = on ? load(x + i, count, neg_inf) : broadcast<Real>(neg_inf);
-            a.max = v > a.max ? v : a.max;
-            a.nan |= v != v;
+            const Real v = load(x + i, count, -inf);
+            const Real high = on ? v : broadcast<Real>(-inf);
+            const Real low = on ? v : broadcast<Real>(inf);
+            a.max = high > a.max ? high : a.max;
+            a.min = low < a.min ? low : a.min;
+            a.nan |= high != high;
             a.active += on;
         });
     }
-    RowScan<T> scan{neg_inf, n, false};
+    RowScan<T> scan{-inf, inf, n, false};
     if (mask != nullptr) scan.active = -int64_t(lanes_sum((acc[0].active + acc[1].active) +
                                                            (acc[2].active + acc[3].active)));
     for (const Acc& a : acc) {
         for (int64_t j = 0; j < S::lanes; ++j) {
             scan.max = a.max[j] > scan.max ? a.max[j] : scan.max;
+            scan.min = a.min[j] < scan.min ? a.min[j] : scan.min;
             scan.has_nan = scan.has_nan || a.nan[j] != 0;
         }
     }
@@ -296,6 +330,13 @@ void fill_special_row(const T* x, T* y, const uint8_t* mask, int64_t n, const Ro
     }
 }
 
+// Every exp((x - max) * scale) of the row is a normal number: rounding is
+// monotonic, so the smallest x gives the smallest d.
+template <class T>
+bool stays_normal(const RowScan<T>& scan, T scale) {
+    return (scan.min - scan.max) * scale >= normal_exp_limit<T>;
+}
+
 template <class T>
 bool is_special(const RowScan<T>& scan) {
     return scan.active == 0 || scan.has_nan || !std::isfinite(scan.max);
@@ -303,7 +344,7 @@ bool is_special(const RowScan<T>& scan) {
 
 // Softmax pass 2: y = exp((x - max) * scale), masked lanes 0; returns sum(y).
 // x may be y (in place): each element is read before it is written.
-template <class T>
+template <class T, bool kSubnormal>
 double exp_store_sum(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale) {
     using Real = typename Simd<T>::Real;
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
@@ -313,7 +354,8 @@ double exp_store_sum(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T 
         Real acc[4] = {};
         if (mask == nullptr) {
             visit_vectors<T>(start, stop, acc, [&](int64_t i, int64_t count, Real& a) {
-                const Real e = exp_nonpositive<T>((load(x + i, count, neg_inf) - max) * scale);
+                const Real d = (load(x + i, count, neg_inf) - max) * scale;
+                const Real e = exp_of_lanes<T, kSubnormal>(d, count);
                 store(y + i, e, count);
                 a += e;
             });
@@ -340,7 +382,7 @@ struct SplitSum {
     double at_max;
 };
 
-template <class T>
+template <class T, bool kSubnormal>
 SplitSum exp_sum_split(const T* x, const uint8_t* mask, int64_t n, T max, T scale) {
     using Real = typename Simd<T>::Real;
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
@@ -357,7 +399,8 @@ SplitSum exp_sum_split(const T* x, const uint8_t* mask, int64_t n, T max, T scal
             Real v = load(x + i, count, neg_inf);
             if (mask != nullptr) v = load_mask<T>(mask + i, count) ? v : broadcast<Real>(neg_inf);
             const Real d = (v - max) * scale;
-            const Real e = exp_nonpositive<T>(d);
+            const Real e = mask != nullptr ? exp_nonpositive<T, true>(d)
+                                           : exp_of_lanes<T, kSubnormal>(d, count);
             const auto at_max_lane = d == T(0);
             a.below += at_max_lane ? Real{} : e;
             a.at += at_max_lane ? broadcast<Real>(T(1)) : Real{};
@@ -405,11 +448,15 @@ void softmax_row(const T* x, T* y, const uint8_t* mask, int64_t n, double temper
         return;
     }
     const T scale = static_cast<T>(1.0 / temperature);
+    const bool normal = stays_normal(scan, scale);
     if (op == RowOp::softmax) {
-        const double sum = exp_store_sum(x, y, mask, n, scan.max, scale);
+        const double sum = normal ? exp_store_sum<T, false>(x, y, mask, n, scan.max, scale)
+                                  : exp_store_sum<T, true>(x, y, mask, n, scan.max, scale);
         scale_row(y, n, static_cast<T>(1.0 / sum));
     } else {
-        const double log_sum = log_of_split_sum(exp_sum_split(x, mask, n, scan.max, scale));
+        const double log_sum = log_of_split_sum(
+            normal ? exp_sum_split<T, false>(x, mask, n, scan.max, scale)
+                   : exp_sum_split<T, true>(x, mask, n, scan.max, scale));
         subtract_row(x, y, mask, n, scan.max, scale, static_cast<T>(log_sum));
     }
 }
@@ -421,7 +468,9 @@ double logsumexp_row(const T* x, const uint8_t* mask, int64_t n, double temperat
     if (scan.has_nan) return std::numeric_limits<double>::quiet_NaN();
     if (!std::isfinite(scan.max)) return static_cast<double>(scan.max);  // +inf, or all -inf
     const T scale = static_cast<T>(1.0 / temperature);
-    const SplitSum sums = exp_sum_split(x, mask, n, scan.max, scale);
+    const SplitSum sums = stays_normal(scan, scale)
+                              ? exp_sum_split<T, false>(x, mask, n, scan.max, scale)
+                              : exp_sum_split<T, true>(x, mask, n, scan.max, scale);
     return static_cast<double>(scan.max) / temperature + log_of_split_sum(sums);
 }
 
@@ -432,6 +481,253 @@ void exp_nonpositive_array(const T* d, T* y, int64_t n) {
     visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) {
         store(y + i, exp_nonpositive<T>(load(d + i, count, T(0))), count);
     });
+}
+
+
+// ---------------------------------------------------------------------------
+// Columns: a reduction over a non-last axis. Element k of column j is at
+// x[k * x_stride + j]: adjacent columns are contiguous, so a vector holds one
+// element of `lanes` different columns and every statistic is per lane;
+// nothing is reduced across lanes and nothing is transposed. Four vectors
+// (4 * lanes columns) are in flight per pass to hide the exp latency.
+// Returns how many leading columns were done: a group holding a column that
+// needs the special-value path (NaN, +-inf max) stops the call before anything
+// of that group is written; the caller runs that column as a row and resumes.
+
+constexpr int kColumnVectors = 4;
+
+template <class T>
+struct ColumnStats {
+    using Real = typename Simd<T>::Real;
+    static constexpr int64_t L = Simd<T>::lanes;
+    Real max[kColumnVectors];
+    Real min[kColumnVectors];
+    double sum[kColumnVectors][L];     // per column, as the row kernel's double total
+    double at_max[kColumnVectors][L];  // log variants: count of d == 0
+};
+
+// Lanes of vector v that hold real columns of a group of `count` columns.
+template <class T>
+FS_INLINE int64_t lanes_in(int64_t count, int v) {
+    const int64_t left = count - int64_t(v) * Simd<T>::lanes;
+    return left < 0 ? 0 : (left < Simd<T>::lanes ? left : Simd<T>::lanes);
+}
+
+// Scan a group: per-lane max and min; false if a real lane is special.
+template <class T>
+bool scan_columns(const T* x, int64_t x_stride, int64_t count, int64_t n, ColumnStats<T>& st) {
+    using S = Simd<T>;
+    using Real = typename S::Real;
+    using Ints = typename S::Ints;
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    Ints nan[kColumnVectors];
+    for (int v = 0; v < kColumnVectors; ++v) {
+        st.max[v] = broadcast<Real>(-inf);
+        st.min[v] = broadcast<Real>(inf);
+        nan[v] = Ints{};
+    }
+    for (int64_t k = 0; k < n; ++k) {
+        const T* row = x + k * x_stride;
+        for (int v = 0; v < kColumnVectors; ++v) {
+            const int64_t c = lanes_in<T>(count, v);
+            if (c == 0) break;
+            const Real value = load(row + v * S::lanes, c, T(0));
+            st.max[v] = value > st.max[v] ? value : st.max[v];
+            st.min[v] = value < st.min[v] ? value : st.min[v];
+            nan[v] |= value != value;
+        }
+    }
+    for (int v = 0; v < kColumnVectors; ++v) {
+        const int64_t c = lanes_in<T>(count, v);
+        for (int64_t j = 0; j < c; ++j) {
+            if (nan[v][j] != 0 || !std::isfinite(st.max[v][j])) return false;
+        }
+    }
+    return true;
+}
+
+template <class T>
+bool columns_stay_normal(const ColumnStats<T>& st, int64_t count, T scale) {
+    for (int v = 0; v < kColumnVectors; ++v) {
+        const int64_t c = lanes_in<T>(count, v);
+        for (int64_t j = 0; j < c; ++j) {
+            if ((st.min[v][j] - st.max[v][j]) * scale < normal_exp_limit<T>) return false;
+        }
+    }
+    return true;
+}
+
+// Sums of exp(d) per column, added in exactly the order the row kernel adds
+// a row (exp_store_sum, exp_sum_split): element r of a chunk goes to lane
+// r % lanes of accumulator (r / lanes) % 4 in the unrolled part, of
+// accumulator 0 in the single-vector part and of accumulator 1 in the partial
+// tail; accumulators fold as ((0 + 1) + (2 + 3)), lanes in order, chunks in
+// compensated double. So a column gives bit for bit what the same values
+// laid out as a row give. Here each "slot" (accumulator, lane) is a vector
+// over columns. kStore writes e to y (softmax); kSplit keeps the count of
+// d == 0 apart (log variants).
+template <class T, bool kSubnormal, bool kStore, bool kSplit>
+void exp_sum_columns(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t count,
+                     int64_t n, T scale, ColumnStats<T>& st) {
+    using S = Simd<T>;
+    using Real = typename S::Real;
+    constexpr int64_t L = S::lanes;
+    constexpr int64_t kSlots = 4 * L;
+    Real below[kColumnVectors][kSlots];
+    Real at[kSplit ? kColumnVectors : 1][kSplit ? kSlots : 1];
+    CompensatedSum total[kColumnVectors][L];
+    for (int v = 0; v < kColumnVectors; ++v) {
+        for (int64_t j = 0; j < L; ++j) st.at_max[v][j] = 0.0;
+    }
+    for (int64_t chunk = 0; chunk < n; chunk += kChunk) {
+        const int64_t m = n - chunk < kChunk ? n - chunk : kChunk;
+        const int64_t unrolled = m / kSlots * kSlots;
+        const int64_t singles = unrolled + (m - unrolled) / L * L;
+        for (int v = 0; v < kColumnVectors; ++v) {
+            for (int64_t q = 0; q < kSlots; ++q) {
+                below[v][q] = Real{};
+                if constexpr (kSplit) at[v][q] = Real{};
+            }
+        }
+        for (int64_t r = 0; r < m; ++r) {
+            const int64_t slot = r < unrolled ? r % kSlots
+                                              : (r < singles ? (r - unrolled) % L : L + (r - singles));
+            const T* in = x + (chunk + r) * x_stride;
+            for (int v = 0; v < kColumnVectors; ++v) {
+                const int64_t c = lanes_in<T>(count, v);
+                if (c == 0) break;
+                const Real d = (load(in + v * L, c, T(0)) - st.max[v]) * scale;
+                const Real e = exp_nonpositive<T, kSubnormal>(d);
+                if constexpr (kStore) store(y + (chunk + r) * y_stride + v * L, e, c);
+                if constexpr (kSplit) {
+                    const auto at_max = d == T(0);
+                    below[v][slot] += at_max ? Real{} : e;
+                    at[v][slot] += at_max ? broadcast<Real>(T(1)) : Real{};
+                } else {
+                    below[v][slot] += e;
+                }
+            }
+        }
+        for (int v = 0; v < kColumnVectors; ++v) {
+            const int64_t c = lanes_in<T>(count, v);
+            for (int64_t j = 0; j < c; ++j) {
+                T folded = 0, folded_at = 0;
+                for (int64_t lane = 0; lane < L; ++lane) {
+                    const T b = (below[v][lane][j] + below[v][L + lane][j]) +
+                                (below[v][2 * L + lane][j] + below[v][3 * L + lane][j]);
+                    folded = lane == 0 ? b : folded + b;
+                    if constexpr (kSplit) {
+                        const T a = (at[v][lane][j] + at[v][L + lane][j]) +
+                                    (at[v][2 * L + lane][j] + at[v][3 * L + lane][j]);
+                        folded_at = lane == 0 ? a : folded_at + a;
+                    }
+                }
+                total[v][j].add(static_cast<double>(folded));
+                st.at_max[v][j] += static_cast<double>(folded_at);
+            }
+        }
+    }
+    for (int v = 0; v < kColumnVectors; ++v) {
+        for (int64_t j = 0; j < L; ++j) st.sum[v][j] = total[v][j].value();
+    }
+}
+
+// log(sum) per lane, from the split sums.
+template <class T>
+void log_sums(const ColumnStats<T>& st, int64_t count,
+              typename Simd<T>::Real (&log_sum)[kColumnVectors]) {
+    for (int v = 0; v < kColumnVectors; ++v) {
+        log_sum[v] = typename Simd<T>::Real{};
+        const int64_t c = lanes_in<T>(count, v);
+        for (int64_t j = 0; j < c; ++j) {
+            log_sum[v][j] = T(log_of_split_sum({st.sum[v][j], st.at_max[v][j]}));
+        }
+    }
+}
+
+template <class T, bool kSubnormal>
+void softmax_column_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t count,
+                          int64_t n, T scale, RowOp op, ColumnStats<T>& st) {
+    using S = Simd<T>;
+    using Real = typename S::Real;
+    if (op == RowOp::softmax) {
+        exp_sum_columns<T, kSubnormal, true, false>(x, x_stride, y, y_stride, count, n, scale, st);
+        Real inverse[kColumnVectors];
+        for (int v = 0; v < kColumnVectors; ++v) {
+            inverse[v] = Real{};
+            const int64_t c = lanes_in<T>(count, v);
+            for (int64_t j = 0; j < c; ++j) inverse[v][j] = static_cast<T>(1.0 / st.sum[v][j]);
+        }
+        for (int64_t k = 0; k < n; ++k) {
+            T* out = y + k * y_stride;
+            for (int v = 0; v < kColumnVectors; ++v) {
+                const int64_t c = lanes_in<T>(count, v);
+                if (c == 0) break;
+                store(out + v * S::lanes, load(out + v * S::lanes, c, T(0)) * inverse[v], c);
+            }
+        }
+        return;
+    }
+    exp_sum_columns<T, kSubnormal, false, true>(x, x_stride, y, y_stride, count, n, scale, st);
+    Real log_sum[kColumnVectors];
+    log_sums(st, count, log_sum);
+    for (int64_t k = 0; k < n; ++k) {
+        const T* in = x + k * x_stride;
+        T* out = y + k * y_stride;
+        for (int v = 0; v < kColumnVectors; ++v) {
+            const int64_t c = lanes_in<T>(count, v);
+            if (c == 0) break;
+            const Real d = (load(in + v * S::lanes, c, T(0)) - st.max[v]) * scale;
+            store(out + v * S::lanes, d - log_sum[v], c);
+        }
+    }
+}
+
+template <class T>
+int64_t softmax_columns(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t width,
+                        int64_t n, double temperature, RowOp op) {
+    constexpr int64_t group = kColumnVectors * Simd<T>::lanes;
+    const T scale = static_cast<T>(1.0 / temperature);
+    ColumnStats<T> st;
+    for (int64_t start = 0; start < width; start += group) {
+        const int64_t count = width - start < group ? width - start : group;
+        if (!scan_columns(x + start, x_stride, count, n, st)) return start;
+        if (columns_stay_normal(st, count, scale)) {
+            softmax_column_group<T, false>(x + start, x_stride, y + start, y_stride, count, n,
+                                           scale, op, st);
+        } else {
+            softmax_column_group<T, true>(x + start, x_stride, y + start, y_stride, count, n,
+                                          scale, op, st);
+        }
+    }
+    return width;
+}
+
+template <class T>
+int64_t logsumexp_columns(const T* x, int64_t x_stride, T* y, int64_t y_step, int64_t width,
+                          int64_t n, double temperature) {
+    constexpr int64_t group = kColumnVectors * Simd<T>::lanes;
+    const T scale = static_cast<T>(1.0 / temperature);
+    ColumnStats<T> st;
+    for (int64_t start = 0; start < width; start += group) {
+        const int64_t count = width - start < group ? width - start : group;
+        if (!scan_columns(x + start, x_stride, count, n, st)) return start;
+        if (columns_stay_normal(st, count, scale)) {
+            exp_sum_columns<T, false, false, true>(x + start, x_stride, nullptr, 0, count, n,
+                                                   scale, st);
+        } else {
+            exp_sum_columns<T, true, false, true>(x + start, x_stride, nullptr, 0, count, n,
+                                                  scale, st);
+        }
+        for (int v = 0; v < kColumnVectors; ++v) {
+            const int64_t c = lanes_in<T>(count, v);
+            for (int64_t j = 0; j < c; ++j) {
+                y[(start + v * Simd<T>::lanes + j) * y_step] = static_cast<T>(
+                    double(st.max[v][j]) / temperature + log_of_split_sum({st.sum[v][j], st.at_max[v][j]}));
+            }
+        }
+    }
+    return width;
 }
 
 }  // namespace
@@ -448,6 +744,10 @@ const RowKernels kernels = {
     &logsumexp_row<double>,
     &exp_nonpositive_array<float>,
     &exp_nonpositive_array<double>,
+    &softmax_columns<float>,
+    &softmax_columns<double>,
+    &logsumexp_columns<float>,
+    &logsumexp_columns<double>,
 };
 
 }  // namespace FASTSOFTMAX_LEVEL

@@ -31,6 +31,24 @@ struct RowKernels {
     // exposed so its error in ULP can be measured.
     void (*exp_nonpositive_f32)(const float* d, float* y, std::int64_t n);
     void (*exp_nonpositive_f64)(const double* d, double* y, std::int64_t n);
+
+    // Columns: a reduction over a non-last axis, `width` adjacent columns at
+    // once; element k of column j is x[k * x_stride + j] (y likewise). No mask.
+    // Returns the number of leading columns done (< width: column `done` needs
+    // the special-value path; nothing of it was written).
+    std::int64_t (*softmax_columns_f32)(const float* x, std::int64_t x_stride, float* y,
+                                std::int64_t y_stride, std::int64_t width, std::int64_t n,
+                                double temperature, RowOp op);
+    std::int64_t (*softmax_columns_f64)(const double* x, std::int64_t x_stride, double* y,
+                                std::int64_t y_stride, std::int64_t width, std::int64_t n,
+                                double temperature, RowOp op);
+    // y[j * y_step] = logsumexp of column j.
+    std::int64_t (*logsumexp_columns_f32)(const float* x, std::int64_t x_stride, float* y,
+                                  std::int64_t y_step, std::int64_t width, std::int64_t n,
+                                  double temperature);
+    std::int64_t (*logsumexp_columns_f64)(const double* x, std::int64_t x_stride, double* y,
+                                  std::int64_t y_step, std::int64_t width, std::int64_t n,
+                                  double temperature);
 };
 
 // The tables compiled into this build (defined in row_kernels.cpp, one per level).

@@ -22,6 +22,8 @@ constexpr int64_t kMinElementsPerThread = int64_t(1) << 17;
 // (it stays in L2), then computed in place and scattered back.
 constexpr int64_t kTileBytes = int64_t(256) << 10;
 constexpr int64_t kMaxTileRows = 16;
+// Columns handed to one call of a column kernel.
+constexpr int64_t kColumnTile = 1024;
 
 struct Level {
     const RowKernels* kernels;
@@ -154,6 +156,27 @@ void call_softmax_row(const RowKernels& k, const T* x, T* y, const uint8_t* mask
 }
 
 template <class T>
+int64_t call_softmax_columns(const RowKernels& k, const T* x, int64_t x_stride, T* y,
+                             int64_t y_stride, int64_t width, int64_t n, double temperature,
+                             RowOp op) {
+    if constexpr (sizeof(T) == 4) {
+        return k.softmax_columns_f32(x, x_stride, y, y_stride, width, n, temperature, op);
+    } else {
+        return k.softmax_columns_f64(x, x_stride, y, y_stride, width, n, temperature, op);
+    }
+}
+
+template <class T>
+int64_t call_logsumexp_columns(const RowKernels& k, const T* x, int64_t x_stride, T* y,
+                               int64_t y_step, int64_t width, int64_t n, double temperature) {
+    if constexpr (sizeof(T) == 4) {
+        return k.logsumexp_columns_f32(x, x_stride, y, y_step, width, n, temperature);
+    } else {
+        return k.logsumexp_columns_f64(x, x_stride, y, y_step, width, n, temperature);
+    }
+}
+
+template <class T>
 double call_logsumexp_row(const RowKernels& k, const T* x, const uint8_t* mask, int64_t n,
                           double temperature) {
     if constexpr (sizeof(T) == 4) {
@@ -189,6 +212,15 @@ bool set_level(const std::string& name) {
 void set_num_threads(int threads) { g_threads.store(std::max(1, threads)); }
 int get_num_threads() { return g_threads.load(); }
 
+// A non-last reduction axis whose neighbouring rows are adjacent in memory
+// (inner stride 1): the column kernels vectorize across those rows.
+template <class T, class U>
+bool columns_layout(const StridedView3<T>& x, const StridedView3<U>& y, bool has_mask,
+                    const Extent3& extent) {
+    return !has_mask && extent.inner > 1 && x.stride[1] == 1 && y.stride[1] == 1 &&
+           x.stride[2] != 1;
+}
+
 template <class T>
 void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<const uint8_t> mask,
                    Extent3 extent, double temperature, RowOp op) {
@@ -197,6 +229,7 @@ void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<cons
     const bool has_mask = mask.data != nullptr;
     const bool rows_contiguous = x.stride[2] == 1 && y.stride[2] == 1 &&
                                  (!has_mask || mask.stride[2] == 1);
+    const bool columns = columns_layout(x, y, has_mask, extent);
     parallel_rows(extent.outer * extent.inner, n, [&](int64_t first, int64_t last) {
         if (rows_contiguous) {
             for_each_tile(first, last, extent.inner, kMaxTileRows,
@@ -210,10 +243,10 @@ void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<cons
             });
             return;
         }
-        const int64_t tile_rows = tile_rows_for<T>(n);
+        const int64_t tile_rows = columns ? 1 : tile_rows_for<T>(n);
         std::vector<T> values(size_t(tile_rows * n));
         std::vector<uint8_t> active(has_mask ? size_t(tile_rows * n) : 0);
-        for_each_tile(first, last, extent.inner, tile_rows, [&](int64_t o, int64_t i, int64_t width) {
+        auto gathered = [&](int64_t o, int64_t i, int64_t width) {
             gather_tile(x, o, i, width, n, values.data());
             if (has_mask) gather_tile(mask, o, i, width, n, active.data());
             for (int64_t j = 0; j < width; ++j) {
@@ -222,6 +255,18 @@ void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<cons
                                     n, temperature, op);
             }
             scatter_tile(values.data(), y, o, i, width, n);
+        };
+        if (!columns) {
+            for_each_tile(first, last, extent.inner, tile_rows, gathered);
+            return;
+        }
+        for_each_tile(first, last, extent.inner, kColumnTile, [&](int64_t o, int64_t i, int64_t width) {
+            for (int64_t done = 0; done < width;) {
+                done += call_softmax_columns<T>(kernels, row_pointer(x, o, i + done), x.stride[2],
+                                                row_pointer(y, o, i + done), y.stride[2],
+                                                width - done, n, temperature, op);
+                if (done < width) gathered(o, i + done++, 1);  // a special column
+            }
         });
     });
 }
@@ -233,11 +278,13 @@ void logsumexp_batch(StridedView3<const T> x, StridedView2<T> y, StridedView3<co
     const int64_t n = extent.n;
     const bool has_mask = mask.data != nullptr;
     const bool rows_contiguous = x.stride[2] == 1 && (!has_mask || mask.stride[2] == 1);
+    const StridedView3<T> y3{y.data, {y.stride[0], y.stride[1], 0}};
+    const bool columns = !rows_contiguous && columns_layout(x, y3, has_mask, extent);
     parallel_rows(extent.outer * extent.inner, n, [&](int64_t first, int64_t last) {
-        const int64_t tile_rows = rows_contiguous ? kMaxTileRows : tile_rows_for<T>(n);
+        const int64_t tile_rows = rows_contiguous ? kMaxTileRows : (columns ? 1 : tile_rows_for<T>(n));
         std::vector<T> values(rows_contiguous ? 0 : size_t(tile_rows * n));
         std::vector<uint8_t> active(has_mask && !rows_contiguous ? size_t(tile_rows * n) : 0);
-        for_each_tile(first, last, extent.inner, tile_rows, [&](int64_t o, int64_t i, int64_t width) {
+        auto by_rows = [&](int64_t o, int64_t i, int64_t width) {
             if (!rows_contiguous) {
                 gather_tile(x, o, i, width, n, values.data());
                 if (has_mask) gather_tile(mask, o, i, width, n, active.data());
@@ -248,7 +295,19 @@ void logsumexp_batch(StridedView3<const T> x, StridedView2<T> y, StridedView3<co
                     !has_mask ? nullptr
                               : (rows_contiguous ? row_pointer(mask, o, i + j) : active.data() + j * n);
                 const double result = call_logsumexp_row<T>(kernels, row, row_mask, n, temperature);
-                y.data[o * y.stride[0] + (i + j) * y.stride[1]] = static_cast<T>(result);
+                *row_pointer(y3, o, i + j) = static_cast<T>(result);
+            }
+        };
+        if (!columns) {
+            for_each_tile(first, last, extent.inner, tile_rows, by_rows);
+            return;
+        }
+        for_each_tile(first, last, extent.inner, kColumnTile, [&](int64_t o, int64_t i, int64_t width) {
+            for (int64_t done = 0; done < width;) {
+                done += call_logsumexp_columns<T>(kernels, row_pointer(x, o, i + done), x.stride[2],
+                                                  row_pointer(y3, o, i + done), y3.stride[1],
+                                                  width - done, n, temperature);
+                if (done < width) by_rows(o, i + done++, 1);
             }
         });
     });
