@@ -78,6 +78,56 @@ void exp_nonpositive(const Array1<const T>& d, const Array1<T>& out) {
     }
 }
 
+// The common call, with no Python-side layout work: x and out C-contiguous,
+// aligned, of one float dtype and one shape, reduction over the last axis.
+// Returns false (nothing done) for anything else; the caller then takes
+// the general path. Checked here because it is cheaper than in Python.
+using AnyArray = nb::ndarray<nb::ro, nb::device::cpu>;
+using AnyOutArray = nb::ndarray<nb::device::cpu>;
+
+template <class A>
+bool c_contiguous(const A& a) {
+    std::int64_t expected = 1;
+    for (std::size_t d = a.ndim(); d-- > 0;) {
+        if (a.shape(d) != 1 && a.stride(d) != expected) return false;
+        expected *= std::int64_t(a.shape(d));
+    }
+    return true;
+}
+
+template <class T>
+bool is_plain(const AnyArray& x, const AnyOutArray& out) {
+    if (x.dtype() != nb::dtype<T>() || out.dtype() != nb::dtype<T>()) return false;
+    if (x.ndim() == 0 || x.ndim() != out.ndim() || x.size() == 0) return false;
+    for (std::size_t d = 0; d < x.ndim(); ++d) {
+        if (x.shape(d) != out.shape(d)) return false;
+    }
+    const auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % sizeof(T) == 0; };
+    return aligned(x.data()) && aligned(out.data()) && c_contiguous(x) && c_contiguous(out);
+}
+
+template <class T>
+void softmax_plain(const AnyArray& x, const AnyOutArray& out, double temperature, bool log) {
+    const std::int64_t n = std::int64_t(x.shape(x.ndim() - 1));
+    const Extent3 extent{1, std::int64_t(x.size()) / n, n};
+    const StridedView3<const T> xv{static_cast<const T*>(x.data()), {0, n, 1}};
+    const StridedView3<T> yv{static_cast<T*>(out.data()), {0, n, 1}};
+    nb::gil_scoped_release release;
+    softmax_batch<T>(xv, yv, {nullptr, {0, 0, 0}}, extent, temperature,
+                     log ? RowOp::log_softmax : RowOp::softmax);
+}
+
+bool softmax_contiguous(const AnyArray& x, const AnyOutArray& out, double temperature, bool log) {
+    if (is_plain<float>(x, out)) {
+        softmax_plain<float>(x, out, temperature, log);
+    } else if (is_plain<double>(x, out)) {
+        softmax_plain<double>(x, out, temperature, log);
+    } else {
+        return false;
+    }
+    return true;
+}
+
 template <class T>
 void bind_dtype(nb::module_& m) {
     m.def("softmax", &softmax3<T>, "x"_a.noconvert(), "out"_a.noconvert(),
@@ -95,6 +145,9 @@ NB_MODULE(_core, m) {
     m.doc() = "fastsoftmax compiled kernels (private; use the fastsoftmax package)";
     bind_dtype<float>(m);
     bind_dtype<double>(m);
+    m.def("softmax_contiguous", &softmax_contiguous, "x"_a.noconvert(), "out"_a.noconvert(),
+          "temperature"_a, "log"_a,
+          "softmax along the last axis of C-contiguous x into out; False if not that case.");
     m.def("supported_levels", &supported_levels,
           "SIMD levels compiled in and supported by this CPU, best first.");
     m.def("current_level", [] { return std::string(current_level()); });

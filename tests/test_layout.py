@@ -153,3 +153,16 @@ def test_non_last_axis_gives_the_values_of_rows(backend, dtype, kind, n, width):
         got = f(x, axis=0, backend=backend)
         rows = f(np.ascontiguousarray(x.T), axis=-1, backend=backend)
     np.testing.assert_array_equal(got, rows if kind == "logsumexp" else rows.T)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape", [(3,), (1, 3), (4, 5, 130), (2, 1, 1)])
+def test_plain_call_matches_the_general_path(dtype, kind, shape):
+    """softmax(x) on a C-contiguous array takes a one-step path into the
+    extension; it must give what the general path gives."""
+    x = random_logits(np.random.default_rng(27), shape, dtype)
+    x.flags.writeable = False  # read-only input is fine
+    f = getattr(fs, kind)
+    general = f(x, backend=fs.backends()[0])
+    np.testing.assert_array_equal(f(x), general)
+    np.testing.assert_array_equal(f(x, temperature=1), general)

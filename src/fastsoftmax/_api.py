@@ -219,6 +219,31 @@ def _softmax_like(
     return result
 
 
+_PLAIN_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _try_plain(
+    x: Any, axis: Axis, temperature: Any, where: Any, out: Any, backend: Any, log: bool
+) -> np.ndarray | None:
+    """The common call in one step: a float32/float64 ndarray, last axis, no
+    options, default backend compiled. The extension checks the layout
+    (C-contiguous, aligned) and says False for anything else."""
+    if (
+        type(x) is np.ndarray
+        and axis == -1
+        and where is None
+        and out is None
+        and backend is None
+        and temperature == 1.0
+        and x.dtype in _PLAIN_DTYPES
+        and _backends.plain_kernel is not None
+    ):
+        result = np.empty_like(x)
+        if _backends.plain_kernel(x, result, 1.0, log):
+            return result
+    return None
+
+
 def softmax(
     x: Any,
     axis: Axis = -1,
@@ -253,6 +278,9 @@ def softmax(
     -------
     ndarray of the input's shape; a NumPy scalar for 0-d input.
     """
+    plain = _try_plain(x, axis, temperature, where, out, backend, False)
+    if plain is not None:
+        return plain
     return _softmax_like(x, axis, temperature, where, out, backend, log=False)
 
 
@@ -268,6 +296,9 @@ def log_softmax(
     """``log(softmax(x / temperature))`` along ``axis``, computed without the
     cancellation of taking the log of a probability. Masked entries (and rows
     masked out entirely) are -inf. Parameters as in :func:`softmax`."""
+    plain = _try_plain(x, axis, temperature, where, out, backend, True)
+    if plain is not None:
+        return plain
     return _softmax_like(x, axis, temperature, where, out, backend, log=True)
 
 

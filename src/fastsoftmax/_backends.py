@@ -18,6 +18,9 @@ from . import _reference
 PREFERENCE = ("cpp", "numba", "numpy")
 
 _modules: dict[str, ModuleType] = {"numpy": _reference}
+# softmax along the last axis of a C-contiguous array, when the default
+# backend is compiled: (x, out, temperature, log) -> handled (see _api._try_plain)
+plain_kernel = None
 _errors: dict[str, str] = {}
 _num_threads = 1
 
@@ -26,8 +29,10 @@ def _load_cpp() -> None:
     if os.environ.get("FASTSOFTMAX_DISABLE_EXTENSION"):
         _errors["cpp"] = "disabled by FASTSOFTMAX_DISABLE_EXTENSION"
         return
+    global plain_kernel
     try:
         _modules["cpp"] = importlib.import_module("fastsoftmax._cpp_backend")
+        plain_kernel = _modules["cpp"].softmax_contiguous
     except ImportError as error:
         _errors["cpp"] = f"the compiled extension did not import: {error}"
 

@@ -8,6 +8,8 @@ from . import _core  # ImportError here makes the backend unavailable
 
 name = "cpp"
 
+softmax_contiguous = _core.softmax_contiguous
+
 
 def softmax_rows(
     x: np.ndarray, out: np.ndarray, mask: np.ndarray | None, temperature: float, log: bool
