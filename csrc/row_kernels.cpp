@@ -439,12 +439,173 @@ void subtract_row(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T sca
     });
 }
 
+// Finite logits whose spread max - min overflows the type (|x| near its
+// largest value) with T > 1: (x - max) / T would be -inf where the result
+// is finite, so such rows divide first, in double (wide_row_*). With T <= 1
+// the exact d is below -max_value anyway and the fast path's -inf is right.
+template <class T>
+bool needs_wide(const RowScan<T>& scan, double temperature) {
+    return temperature > 1.0 && std::isfinite(scan.min) && !std::isfinite(scan.max - scan.min);
+}
+
+// The wide rows: d = x / T - max / T in double, scalar (such rows are rare).
+template <class T>
+SplitSum wide_row_sums(const T* x, const uint8_t* mask, int64_t n, double top,
+                       double temperature) {
+    CompensatedSum below;
+    double at = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        if (mask != nullptr && mask[i] == 0) continue;
+        const double d = double(x[i]) / temperature - top;
+        if (d == 0.0) {
+            at += 1.0;
+        } else {
+            below.add(std::exp(d));
+        }
+    }
+    return {below.value(), at};
+}
+
+template <class T>
+double wide_row_logsumexp(const T* x, const uint8_t* mask, int64_t n, T max, double temperature) {
+    const double top = double(max) / temperature;
+    return top + log_of_split_sum(wide_row_sums(x, mask, n, top, temperature));
+}
+
+template <class T>
+void wide_row_softmax(const T* x, T* y, const uint8_t* mask, int64_t n, T max,
+                      double temperature, RowOp op) {
+    const double top = double(max) / temperature;
+    const SplitSum sums = wide_row_sums(x, mask, n, top, temperature);
+    const double log_sum = log_of_split_sum(sums);
+    const double inverse = 1.0 / (sums.below_max + sums.at_max);
+    for (int64_t i = 0; i < n; ++i) {
+        const double d = double(x[i]) / temperature - top;
+        const bool on = mask == nullptr || mask[i] != 0;
+        if (op == RowOp::softmax) {
+            y[i] = on ? static_cast<T>(std::exp(d) * inverse) : T(0);
+        } else {
+            y[i] = on ? static_cast<T>(d - log_sum) : -std::numeric_limits<T>::infinity();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Rows of kOnlineRowBytes and more do not stay in cache between passes: the
+// online normalizer (Milakov & Gimelshein 2018), by chunks. Pass 1 reads
+// each chunk from memory once (scan) and again from L1 (exp and split sum
+// relative to the chunk's max), merging (max, sums) into the row's as it
+// goes; pass 2 writes y. softmax reads x twice and writes y once;
+// log_softmax the same; logsumexp reads x once.
+
+template <class T>
+struct OnlineRow {
+    RowScan<T> scan;  // over the whole row
+    SplitSum sums;    // relative to scan.max
+};
+
+template <class T>
+OnlineRow<T> online_row(const T* x, const uint8_t* mask, int64_t n, T scale) {
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    RowScan<T> row{-inf, inf, 0, false};
+    CompensatedSum below;
+    double at = 0.0;
+    for (int64_t start = 0; start < n; start += kChunk) {
+        const int64_t m = n - start < kChunk ? n - start : kChunk;
+        const uint8_t* chunk_mask = mask == nullptr ? nullptr : mask + start;
+        const RowScan<T> chunk = scan_row(x + start, chunk_mask, m);
+        row.active += chunk.active;
+        row.has_nan = row.has_nan || chunk.has_nan;
+        row.min = chunk.min < row.min ? chunk.min : row.min;
+        if (row.has_nan || chunk.max == inf || row.max == inf) {  // the row is special
+            row.max = chunk.max > row.max ? chunk.max : row.max;
+            continue;
+        }
+        if (chunk.active == 0 || chunk.max == -inf) continue;  // adds nothing
+        const SplitSum s = stays_normal(chunk, scale)
+                               ? exp_sum_split<T, false>(x + start, chunk_mask, m, chunk.max, scale)
+                               : exp_sum_split<T, true>(x + start, chunk_mask, m, chunk.max, scale);
+        if (chunk.max > row.max) {  // rescale what was summed to the new max
+            const double factor =
+                row.max == -inf ? 0.0
+                                : std::exp((double(row.max) - double(chunk.max)) * double(scale));
+            const double previous = (below.value() + at) * factor;
+            below = CompensatedSum{};
+            below.add(previous);
+            below.add(s.below_max);
+            at = s.at_max;
+            row.max = chunk.max;
+        } else if (chunk.max == row.max) {
+            below.add(s.below_max);
+            at += s.at_max;
+        } else {
+            const double factor = std::exp((double(chunk.max) - double(row.max)) * double(scale));
+            below.add((s.below_max + s.at_max) * factor);
+        }
+    }
+    return {row, {below.value(), at}};
+}
+
+// Online pass 2 of softmax: y = exp((x - max) * scale) * inverse_sum.
+template <class T, bool kSubnormal>
+void exp_scale_store(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale,
+                     T inverse_sum) {
+    using Real = typename Simd<T>::Real;
+    constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+    Real unused[4];
+    visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) {
+        Real v = load(x + i, count, neg_inf);
+        if (mask != nullptr) v = load_mask<T>(mask + i, count) ? v : broadcast<Real>(neg_inf);
+        const Real e = mask != nullptr ? exp_nonpositive<T, true>((v - max) * scale)
+                                       : exp_of_lanes<T, kSubnormal>((v - max) * scale, count);
+        store(y + i, e * inverse_sum, count);
+    });
+}
+
+template <class T>
+bool online_sized(int64_t n) {
+    return n * int64_t(sizeof(T)) >= kOnlineRowBytes;
+}
+
+template <class T>
+void softmax_row_online(const T* x, T* y, const uint8_t* mask, int64_t n, double temperature,
+                        RowOp op) {
+    const T scale = static_cast<T>(1.0 / temperature);
+    const OnlineRow<T> row = online_row(x, mask, n, scale);
+    if (is_special(row.scan)) {
+        fill_special_row(x, y, mask, n, row.scan, op);
+        return;
+    }
+    if (needs_wide(row.scan, temperature)) {
+        wide_row_softmax(x, y, mask, n, row.scan.max, temperature, op);
+        return;
+    }
+    if (op == RowOp::log_softmax) {
+        subtract_row(x, y, mask, n, row.scan.max, scale, static_cast<T>(log_of_split_sum(row.sums)));
+        return;
+    }
+    const T inverse = static_cast<T>(1.0 / (row.sums.below_max + row.sums.at_max));
+    if (stays_normal(row.scan, scale)) {
+        exp_scale_store<T, false>(x, y, mask, n, row.scan.max, scale, inverse);
+    } else {
+        exp_scale_store<T, true>(x, y, mask, n, row.scan.max, scale, inverse);
+    }
+}
+
 template <class T>
 void softmax_row(const T* x, T* y, const uint8_t* mask, int64_t n, double temperature,
                  RowOp op) {
+    if (online_sized<T>(n)) {
+        softmax_row_online(x, y, mask, n, temperature, op);
+        return;
+    }
     const RowScan<T> scan = scan_row(x, mask, n);
     if (is_special(scan)) {
         fill_special_row(x, y, mask, n, scan, op);
+        return;
+    }
+    if (needs_wide(scan, temperature)) {
+        wide_row_softmax(x, y, mask, n, scan.max, temperature, op);
         return;
     }
     const T scale = static_cast<T>(1.0 / temperature);
@@ -463,10 +624,19 @@ void softmax_row(const T* x, T* y, const uint8_t* mask, int64_t n, double temper
 
 template <class T>
 double logsumexp_row(const T* x, const uint8_t* mask, int64_t n, double temperature) {
+    if (online_sized<T>(n)) {
+        const OnlineRow<T> row = online_row(x, mask, n, static_cast<T>(1.0 / temperature));
+        if (row.scan.active == 0) return -std::numeric_limits<double>::infinity();
+        if (row.scan.has_nan) return std::numeric_limits<double>::quiet_NaN();
+        if (!std::isfinite(row.scan.max)) return static_cast<double>(row.scan.max);
+        if (needs_wide(row.scan, temperature)) return wide_row_logsumexp(x, mask, n, row.scan.max, temperature);
+        return static_cast<double>(row.scan.max) / temperature + log_of_split_sum(row.sums);
+    }
     const RowScan<T> scan = scan_row(x, mask, n);
     if (scan.active == 0) return -std::numeric_limits<double>::infinity();
     if (scan.has_nan) return std::numeric_limits<double>::quiet_NaN();
     if (!std::isfinite(scan.max)) return static_cast<double>(scan.max);  // +inf, or all -inf
+    if (needs_wide(scan, temperature)) return wide_row_logsumexp(x, mask, n, scan.max, temperature);
     const T scale = static_cast<T>(1.0 / temperature);
     const SplitSum sums = stays_normal(scan, scale)
                               ? exp_sum_split<T, false>(x, mask, n, scan.max, scale)
@@ -540,7 +710,12 @@ bool scan_columns(const T* x, int64_t x_stride, int64_t count, int64_t n, Column
     for (int v = 0; v < kColumnVectors; ++v) {
         const int64_t c = lanes_in<T>(count, v);
         for (int64_t j = 0; j < c; ++j) {
-            if (nan[v][j] != 0 || !std::isfinite(st.max[v][j])) return false;
+            const T max = st.max[v][j], min = st.min[v][j];
+            // The special and the wide rows (see needs_wide) take the row path.
+            if (nan[v][j] != 0 || !std::isfinite(max) ||
+                (std::isfinite(min) && !std::isfinite(max - min))) {
+                return false;
+            }
         }
     }
     return true;

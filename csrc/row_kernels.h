@@ -10,6 +10,10 @@ namespace fastsoftmax {
 
 enum class RowOp : int { softmax = 0, log_softmax = 1 };
 
+// Rows of at least this many bytes take the online (two-pass) algorithm;
+// shorter ones the three passes over a row that stays in cache.
+constexpr std::int64_t kOnlineRowBytes = std::int64_t(1) << 20;
+
 // Function table of one SIMD level. All rows are contiguous; `mask` is null
 // (every element active) or one byte per element (non-zero = active).
 struct RowKernels {

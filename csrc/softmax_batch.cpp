@@ -214,11 +214,13 @@ int get_num_threads() { return g_threads.load(); }
 
 // A non-last reduction axis whose neighbouring rows are adjacent in memory
 // (inner stride 1): the column kernels vectorize across those rows.
+// Columns as long as an online row go through the row kernel (gathered), so
+// that a layout never changes the algorithm, and so the values.
 template <class T, class U>
 bool columns_layout(const StridedView3<T>& x, const StridedView3<U>& y, bool has_mask,
                     const Extent3& extent) {
     return !has_mask && extent.inner > 1 && x.stride[1] == 1 && y.stride[1] == 1 &&
-           x.stride[2] != 1;
+           x.stride[2] != 1 && extent.n * int64_t(sizeof(T)) < kOnlineRowBytes;
 }
 
 template <class T>

@@ -88,3 +88,35 @@ def test_float16_computed_in_float32(backend):
         y = getattr(fs, kind)(x, backend=backend)
         assert y.dtype == np.float16
         assert_matches_oracle(kind, y, x)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "log_softmax", "logsumexp"])
+@pytest.mark.parametrize("case", ["rising", "masked", "nan", "inf", "all_minus_inf",
+                                  "spread", "temperature"])
+def test_rows_beyond_the_cache(backend, dtype, kind, case):
+    """Rows of 1 MiB and more take the online algorithm in the compiled
+    kernel (max and sum merged chunk by chunk): same bounds, same specials."""
+    n = (1 << 20) // np.dtype(dtype).itemsize + 77
+    rng = np.random.default_rng(51)
+    x = random_logits(rng, (2, n), dtype)
+    where, temperature = None, 1.0
+    if case == "rising":  # the max moves up chunk after chunk: every merge rescales
+        x = (x + np.linspace(0, 60, n)).astype(dtype)
+    elif case == "masked":
+        where = rng.random((2, n)) < 0.5
+        where[1] = False
+        x[~where] = np.nan
+    elif case == "nan":
+        x[0, n // 2] = np.nan
+    elif case == "inf":
+        x[0, n - 3] = np.inf
+        x[1, 5] = np.inf
+    elif case == "all_minus_inf":
+        x[0] = -np.inf
+    elif case == "spread":
+        x = (x * 100).astype(dtype)
+    elif case == "temperature":
+        temperature = 0.3
+    with np.errstate(invalid="ignore"):
+        y = getattr(fs, kind)(x, where=where, temperature=temperature, backend=backend)
+    assert_matches_oracle(kind, y, x, where=where, temperature=temperature)

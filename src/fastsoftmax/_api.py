@@ -62,6 +62,18 @@ def _normalize_axis(axis: Any, ndim: int) -> tuple[int, ...]:
     return tuple(axes)
 
 
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _compute_for(compute: np.dtype, temperature: float) -> np.dtype:
+    """float32 work scales by 1/T in float32; a T whose reciprocal is not a
+    normal float32 (T < 3e-39 or T > 8e37) is computed in float64 instead."""
+    if compute == np.float32 and not (_FLOAT32_TINY <= 1.0 / temperature <= _FLOAT32_MAX):
+        return np.dtype(np.float64)
+    return compute
+
+
 def _check_temperature(temperature: Any) -> float:
     try:
         value = float(temperature)
@@ -170,6 +182,7 @@ def _softmax_like(
     else:
         axes = _normalize_axis(axis, arr.ndim)
     t = _check_temperature(temperature)
+    compute = _compute_for(compute, t)
     mask = _check_where(where, arr.shape)
     if out is not None:
         result = _check_out(out, () if scalar_input else arr.shape, result_dtype)
@@ -213,7 +226,8 @@ def _softmax_like(
         moved = np.moveaxis(target, axes, range(-len(axes), 0))
         moved[...] = flat.reshape(moved.shape)
     if target is not result_view:
-        np.copyto(result_view, target, casting="unsafe")
+        with np.errstate(over="ignore"):  # rounding to a narrower dtype: +-inf is right
+            np.copyto(result_view, target, casting="unsafe")
     if scalar_input and out is None:
         return result[()]
     return result
@@ -335,6 +349,7 @@ def logsumexp(
             kept_shape if keepdims else tuple(s for d, s in enumerate(arr.shape) if d not in axes)
         )
     t = _check_temperature(temperature)
+    compute = _compute_for(compute, t)
     mask = _check_where(where, arr.shape)
     if b is not None or return_sign:
         return _logsumexp_weighted(
@@ -379,7 +394,8 @@ def logsumexp(
         )
         target[...] = flat.reshape(kept_shape)
     if target is not kept:
-        np.copyto(kept, target, casting="unsafe")
+        with np.errstate(over="ignore"):
+            np.copyto(kept, target, casting="unsafe")
     if out is None and result.ndim == 0:
         return result[()]
     return result
@@ -398,7 +414,7 @@ def _logsumexp_weighted(
     result_dtype: np.dtype,
 ) -> Any:
     """scipy's weighted / signed logsumexp, in NumPy (the slower path)."""
-    compute = _dtypes(arr.dtype)[0]
+    compute = _compute_for(_dtypes(arr.dtype)[0], temperature)
     x = arr.astype(compute) / compute.type(temperature)
     weights = np.ones_like(x) if b is None else np.broadcast_to(np.asarray(b, compute), x.shape)
     if mask is not None:
@@ -420,7 +436,8 @@ def _logsumexp_weighted(
         sign = np.where(finite, sign, np.sign(naive_sum))
         if not return_sign:
             value = np.where(sign < 0, np.nan, value)
-    value = value.reshape(result_shape).astype(result_dtype)
+    with np.errstate(over="ignore"):
+        value = value.reshape(result_shape).astype(result_dtype)
     sign = sign.reshape(result_shape).astype(result_dtype)
     if out is not None:
         _check_out(out, result_shape, result_dtype)[...] = value

@@ -29,7 +29,12 @@ def _shifted(x: np.ndarray, mask: np.ndarray | None, temperature: float):
     x = np.ascontiguousarray(x)
     m = np.max(x, axis=-1, keepdims=True)
     finite_max = np.where(np.isfinite(m), m, 0).astype(x.dtype, copy=False)
-    d = (x - finite_max) / x.dtype.type(temperature)
+    t = x.dtype.type(temperature)
+    d = (x - finite_max) / t
+    # Finite logits whose difference overflows: divide first (x / T - max / T).
+    overflowed = np.isinf(d) & np.isfinite(x)
+    if overflowed.any():
+        d = np.where(overflowed, x / t - finite_max / t, d)
     return x, m, d
 
 
