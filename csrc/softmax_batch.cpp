@@ -66,6 +66,20 @@ const RowKernels* best_kernels() {
 
 std::atomic<const RowKernels*> g_kernels{best_kernels()};
 std::atomic<int> g_threads{1};
+// Worker threads started by calls in flight, all callers together: calls made
+// at once from a user's own thread pool share get_num_threads() - 1 workers
+// instead of each starting that many (no oversubscription).
+std::atomic<int> g_workers{0};
+
+int64_t claim_workers(int64_t wanted) {
+    int busy = g_workers.load();
+    for (;;) {
+        const int64_t free_workers = std::max<int64_t>(0, get_num_threads() - 1 - busy);
+        const int64_t claimed = std::min(wanted, free_workers);
+        if (claimed == 0) return 0;
+        if (g_workers.compare_exchange_weak(busy, busy + int(claimed))) return claimed;
+    }
+}
 
 // Run body(first_row, last_row) over [0, rows), split in contiguous blocks
 // across threads. Each row is computed by one thread with the same code
@@ -73,11 +87,16 @@ std::atomic<int> g_threads{1};
 template <class Body>
 void parallel_rows(int64_t rows, int64_t n, const Body& body) {
     const int64_t by_work = std::max<int64_t>(1, rows * std::max<int64_t>(n, 1) / kMinElementsPerThread);
-    const int64_t threads = std::min<int64_t>({int64_t(get_num_threads()), rows, by_work});
+    const int64_t wanted = std::min<int64_t>({int64_t(get_num_threads()), rows, by_work});
+    const int64_t threads = wanted > 1 ? 1 + claim_workers(wanted - 1) : 1;
     if (threads <= 1) {
         body(0, rows);
         return;
     }
+    struct Release {
+        int64_t count;
+        ~Release() { g_workers -= int(count); }
+    } release{threads - 1};
     std::vector<std::thread> workers;
     std::vector<std::exception_ptr> errors(threads);
     workers.reserve(threads - 1);
