@@ -66,6 +66,25 @@ void logsumexp3(const Array3<const T>& x, const Array2<T>& out, const Mask3& mas
     logsumexp_batch<T>(view3<const T>(x), y, mask_view(m), extent, temperature);
 }
 
+void softmax3_16bit(const Array3<const std::uint16_t>& x, const Array3<std::uint16_t>& out,
+                    const Mask3& mask, double temperature, bool log, bool bfloat) {
+    const Extent3 extent = checked_extent(x, out.shape(0), out.shape(1), &mask);
+    if (out.shape(2) != x.shape(2)) throw nb::value_error("x and out shapes differ");
+    nb::gil_scoped_release release;
+    softmax_batch_16bit(view3<const std::uint16_t>(x), view3<std::uint16_t>(out), mask_view(&mask),
+                        extent, temperature, log ? RowOp::log_softmax : RowOp::softmax, bfloat);
+}
+
+void logsumexp3_16bit(const Array3<const std::uint16_t>& x, const Array2<std::uint16_t>& out,
+                      const Mask3& mask, double temperature, bool bfloat) {
+    const Extent3 extent = checked_extent(x, out.shape(0), out.shape(1), &mask);
+    StridedView2<std::uint16_t> y{static_cast<std::uint16_t*>(out.data()),
+                                  {out.stride(0), out.stride(1)}};
+    nb::gil_scoped_release release;
+    logsumexp_batch_16bit(view3<const std::uint16_t>(x), y, mask_view(&mask), extent, temperature,
+                          bfloat);
+}
+
 template <class T>
 void exp_nonpositive(const Array1<const T>& d, const Array1<T>& out) {
     if (d.shape(0) != out.shape(0)) throw nb::value_error("d and out sizes differ");
@@ -145,6 +164,11 @@ NB_MODULE(_core, m) {
     m.doc() = "fastsoftmax compiled kernels (private; use the fastsoftmax package)";
     bind_dtype<float>(m);
     bind_dtype<double>(m);
+    m.def("softmax_16bit", &softmax3_16bit, "x"_a.noconvert(), "out"_a.noconvert(),
+          "mask"_a.noconvert().none(), "temperature"_a, "log"_a, "bfloat"_a,
+          "softmax of float16 / bfloat16 data given as uint16 views, computed in float");
+    m.def("logsumexp_16bit", &logsumexp3_16bit, "x"_a.noconvert(), "out"_a.noconvert(),
+          "mask"_a.noconvert().none(), "temperature"_a, "bfloat"_a);
     m.def("softmax_contiguous", &softmax_contiguous, "x"_a.noconvert(), "out"_a.noconvert(),
           "temperature"_a, "log"_a,
           "softmax along the last axis of C-contiguous x into out; False if not that case.");

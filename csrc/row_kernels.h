@@ -36,6 +36,14 @@ struct RowKernels {
     void (*exp_nonpositive_f32)(const float* d, float* y, std::int64_t n);
     void (*exp_nonpositive_f64)(const double* d, double* y, std::int64_t n);
 
+    // 16-bit storage (float16, bfloat16): rows are widened to float, computed
+    // by the float kernels and narrowed back (round to nearest even), one row
+    // at a time, so no converted copy of a whole array is made.
+    void (*widen_f16)(const std::uint16_t* in, std::int64_t stride, float* out, std::int64_t n);
+    void (*narrow_f16)(const float* in, std::uint16_t* out, std::int64_t stride, std::int64_t n);
+    void (*widen_bf16)(const std::uint16_t* in, std::int64_t stride, float* out, std::int64_t n);
+    void (*narrow_bf16)(const float* in, std::uint16_t* out, std::int64_t stride, std::int64_t n);
+
     // Columns: a reduction over a non-last axis, `width` adjacent columns at
     // once; element k of column j is x[k * x_stride + j] (y likewise). No mask.
     // Returns the number of leading columns done (< width: column `done` needs

@@ -334,6 +334,60 @@ void logsumexp_batch(StridedView3<const T> x, StridedView2<T> y, StridedView3<co
     });
 }
 
+namespace {
+
+// Rows of 16-bit storage: widen into a float buffer, run the float row
+// kernel there, hand the buffer to `finish` (narrow back, or take the result).
+template <class Finish>
+void for_each_widened_row(StridedView3<const uint16_t> x, StridedView3<const uint8_t> mask,
+                          Extent3 extent, bool bfloat, const Finish& finish) {
+    const RowKernels& kernels = current_kernels();
+    const auto widen = bfloat ? kernels.widen_bf16 : kernels.widen_f16;
+    const int64_t n = extent.n;
+    const bool has_mask = mask.data != nullptr;
+    parallel_rows(extent.outer * extent.inner, n, [&](int64_t first, int64_t last) {
+        std::vector<float> row(size_t(std::max<int64_t>(n, 1)));
+        std::vector<uint8_t> active(has_mask ? size_t(n) : 0);
+        for (int64_t r = first; r < last; ++r) {
+            const int64_t o = r / extent.inner, i = r % extent.inner;
+            widen(row_pointer(x, o, i), x.stride[2], row.data(), n);
+            const uint8_t* row_mask = nullptr;
+            if (has_mask) {
+                gather_tile(mask, o, i, 1, n, active.data());
+                row_mask = active.data();
+            }
+            finish(kernels, o, i, row.data(), row_mask);
+        }
+    });
+}
+
+}  // namespace
+
+void softmax_batch_16bit(StridedView3<const uint16_t> x, StridedView3<uint16_t> y,
+                         StridedView3<const uint8_t> mask, Extent3 extent, double temperature,
+                         RowOp op, bool bfloat) {
+    const int64_t n = extent.n;
+    for_each_widened_row(x, mask, extent, bfloat,
+                         [&](const RowKernels& k, int64_t o, int64_t i, float* row,
+                             const uint8_t* row_mask) {
+        k.softmax_row_f32(row, row, row_mask, n, temperature, op);
+        (bfloat ? k.narrow_bf16 : k.narrow_f16)(row, row_pointer(y, o, i), y.stride[2], n);
+    });
+}
+
+void logsumexp_batch_16bit(StridedView3<const uint16_t> x, StridedView2<uint16_t> y,
+                           StridedView3<const uint8_t> mask, Extent3 extent, double temperature,
+                           bool bfloat) {
+    const int64_t n = extent.n;
+    for_each_widened_row(x, mask, extent, bfloat,
+                         [&](const RowKernels& k, int64_t o, int64_t i, float* row,
+                             const uint8_t* row_mask) {
+        const float result = static_cast<float>(k.logsumexp_row_f32(row, row_mask, n, temperature));
+        (bfloat ? k.narrow_bf16 : k.narrow_f16)(&result, y.data + o * y.stride[0] + i * y.stride[1],
+                                               1, 1);
+    });
+}
+
 template void softmax_batch<float>(StridedView3<const float>, StridedView3<float>,
                                    StridedView3<const uint8_t>, Extent3, double, RowOp);
 template void softmax_batch<double>(StridedView3<const double>, StridedView3<double>,

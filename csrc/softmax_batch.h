@@ -52,4 +52,13 @@ template <class T>
 void logsumexp_batch(StridedView3<const T> x, StridedView2<T> y,
                      StridedView3<const std::uint8_t> mask, Extent3 extent, double temperature);
 
+// The same on 16-bit storage (float16, or bfloat16 when `bfloat`), computed
+// in float one row at a time: no converted copy of the array.
+void softmax_batch_16bit(StridedView3<const std::uint16_t> x, StridedView3<std::uint16_t> y,
+                         StridedView3<const std::uint8_t> mask, Extent3 extent,
+                         double temperature, RowOp op, bool bfloat);
+void logsumexp_batch_16bit(StridedView3<const std::uint16_t> x, StridedView2<std::uint16_t> y,
+                           StridedView3<const std::uint8_t> mask, Extent3 extent,
+                           double temperature, bool bfloat);
+
 }  // namespace fastsoftmax

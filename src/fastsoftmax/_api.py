@@ -74,6 +74,19 @@ def _compute_for(compute: np.dtype, temperature: float) -> np.dtype:
     return compute
 
 
+def _kernel_dtype(impl: Any, dtype: np.dtype, compute: np.dtype) -> np.dtype:
+    """The dtype the backend reads and writes: float16 / bfloat16 as they are
+    where the backend widens them row by row itself, else the computing dtype."""
+    if (
+        dtype.itemsize == 2
+        and dtype.kind in "fV"
+        and compute == np.float32
+        and getattr(impl, "reads_16bit", False)
+    ):
+        return dtype.newbyteorder("=") if dtype.kind == "f" else dtype
+    return compute
+
+
 def _check_temperature(temperature: Any) -> float:
     try:
         value = float(temperature)
@@ -182,7 +195,7 @@ def _softmax_like(
     else:
         axes = _normalize_axis(axis, arr.ndim)
     t = _check_temperature(temperature)
-    compute = _compute_for(compute, t)
+    compute = _kernel_dtype(impl, arr.dtype, _compute_for(compute, t))
     mask = _check_where(where, arr.shape)
     if out is not None:
         result = _check_out(out, () if scalar_input else arr.shape, result_dtype)
@@ -351,6 +364,8 @@ def logsumexp(
     t = _check_temperature(temperature)
     compute = _compute_for(compute, t)
     mask = _check_where(where, arr.shape)
+    if b is None and not return_sign:
+        compute = _kernel_dtype(impl, arr.dtype, compute)
     if b is not None or return_sign:
         return _logsumexp_weighted(
             arr, axes, kept_shape, result_shape, t, mask, b, return_sign, out, result_dtype

@@ -11,16 +11,29 @@ name = "cpp"
 softmax_contiguous = _core.softmax_contiguous
 
 
+# float16 and bfloat16 arrays are read and written as they are (widened to
+# float one row at a time in the extension), not converted as a whole.
+reads_16bit = True
+
+
 def softmax_rows(
     x: np.ndarray, out: np.ndarray, mask: np.ndarray | None, temperature: float, log: bool
 ) -> None:
-    _core.softmax(x, out, mask, temperature, log)
+    if x.itemsize == 2:
+        bfloat = x.dtype != np.float16
+        _core.softmax_16bit(x.view(np.uint16), out.view(np.uint16), mask, temperature, log, bfloat)
+    else:
+        _core.softmax(x, out, mask, temperature, log)
 
 
 def logsumexp_rows(
     x: np.ndarray, out: np.ndarray, mask: np.ndarray | None, temperature: float
 ) -> None:
-    _core.logsumexp(x, out, mask, temperature)
+    if x.itemsize == 2:
+        bfloat = x.dtype != np.float16
+        _core.logsumexp_16bit(x.view(np.uint16), out.view(np.uint16), mask, temperature, bfloat)
+    else:
+        _core.logsumexp(x, out, mask, temperature)
 
 
 def set_num_threads(threads: int) -> None:
