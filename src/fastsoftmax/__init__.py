@@ -10,18 +10,24 @@ from typing import Any
 
 from . import _backends
 from ._api import log_softmax, logsumexp, softmax
+from ._gradients import log_softmax_grad, softmax_grad
+from ._losses import SoftmaxAppliedTwiceWarning, cross_entropy
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "SoftmaxAppliedTwiceWarning",
     "__version__",
     "backends",
+    "cross_entropy",
     "get_num_threads",
     "info",
     "log_softmax",
+    "log_softmax_grad",
     "logsumexp",
     "set_num_threads",
     "softmax",
+    "softmax_grad",
 ]
 
 
