@@ -1,11 +1,14 @@
-"""Command line: ``fastsoftmax info`` and ``fastsoftmax demo``."""
+"""Command line: ``fastsoftmax info``, ``demo``, ``bench``, ``accuracy``, ``viz`` and ``show``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+
+from ._viz.cli import add_commands as add_viz_commands
 
 
 def _demo(_: argparse.Namespace) -> int:
@@ -29,6 +32,224 @@ def _info(_: argparse.Namespace) -> int:
     return 0
 
 
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _check_plot_available() -> str | None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return "--plot needs matplotlib: pip install matplotlib (or the extra: fastsoftmax[bench])"
+    return None
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from . import _bench as bench
+
+    if args.compare:
+        try:
+            a, b = (bench.load_json(path) for path in args.compare)
+        except (OSError, ValueError) as error:
+            print(f"fastsoftmax bench: {error}", file=sys.stderr)
+            return 2
+        print(bench.render_compare(a, b, names=("A", "B")))
+        return 0
+    if args.show:
+        try:
+            document = bench.load_json(args.show)
+        except (OSError, ValueError) as error:
+            print(f"fastsoftmax bench: {error}", file=sys.stderr)
+            return 2
+        print(bench.render(document, markdown=args.markdown))
+        if args.plot:
+            problem = _check_plot_available()
+            if problem:
+                print(f"fastsoftmax bench: {problem}", file=sys.stderr)
+                return 2
+            bench.plot(document, args.plot)
+            print(f"wrote {args.plot}")
+        return 0
+    if args.plot:
+        problem = _check_plot_available()
+        if problem:
+            print(f"fastsoftmax bench: {problem}", file=sys.stderr)
+            return 2
+    if args.threads < 1:
+        print("fastsoftmax bench: --threads must be at least 1", file=sys.stderr)
+        return 2
+    functions = bench.FUNCTIONS if args.function == "all" else (args.function,)
+    cases = bench.select_cases(functions, args.dtype, args.quick, args.case or ())
+    if not cases:
+        print("fastsoftmax bench: no case matches", file=sys.stderr)
+        return 2
+    settings = bench.Settings.quick() if args.quick else bench.Settings()
+    if args.repeats is not None:
+        settings.repeats = max(1, args.repeats)
+    if args.min_time is not None:
+        settings.min_sample_time = args.min_time
+        settings.warmup_time = min(settings.warmup_time, 5 * args.min_time)
+    sweep = []
+    if args.plot:
+        total = args.sweep_total or bench.SWEEP_TOTAL
+        sweep = bench.sweep_cases(args.quick or total != bench.SWEEP_TOTAL, args.dtype, total)
+    try:
+        document = bench.run(
+            cases,
+            implementations=_names(args.only),
+            threads=args.threads,
+            settings=settings,
+            progress=not args.no_progress,
+            sweep=sweep,
+            pin=not args.no_pin,
+            command=["fastsoftmax", *(args.argv or [])],
+        )
+    except ValueError as error:
+        print(f"fastsoftmax bench: {error}", file=sys.stderr)
+        return 2
+    print(bench.render(document, markdown=args.markdown))
+    if args.json:
+        bench.write_json(document, args.json)
+        print(f"\nwrote {args.json}")
+    if args.plot:
+        bench.plot(document, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _accuracy(args: argparse.Namespace) -> int:
+    from . import _accuracy as accuracy
+    from . import _bench as bench
+
+    if args.show:
+        try:
+            document = bench.load_json(args.show, accuracy.SCHEMA)
+        except (OSError, ValueError) as error:
+            print(f"fastsoftmax accuracy: {error}", file=sys.stderr)
+            return 2
+        print(accuracy.render(document, markdown=args.markdown))
+        return 0
+    dtypes = accuracy.DTYPES if args.dtype is None else (args.dtype,)
+    functions = accuracy.FUNCTIONS if args.function == "all" else (args.function,)
+    try:
+        document = accuracy.run(
+            quick=args.quick,
+            dtypes=dtypes,
+            functions=functions,
+            names=_names(args.only),
+            progress=not args.no_progress,
+            command=["fastsoftmax", *(args.argv or [])],
+        )
+    except ValueError as error:
+        print(f"fastsoftmax accuracy: {error}", file=sys.stderr)
+        return 2
+    print(accuracy.render(document, markdown=args.markdown))
+    if args.json:
+        bench.write_json(document, args.json)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def _add_bench(commands: argparse._SubParsersAction) -> None:
+    from ._bench import FUNCTIONS
+
+    parser = commands.add_parser(
+        "bench",
+        help="time every backend and installed peer (scipy, torch, jax) on the standard cases",
+        description="Time softmax on every backend and installed peer (scipy, PyTorch, JAX), "
+        "interleaved in one run, and print time per call, GB/s, the fraction of this "
+        "machine's copy bandwidth, and the speedup over the NumPy reference.",
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer cases and repetitions (<30 s)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="threads for fastsoftmax and PyTorch; the process is pinned to N CPUs (default 1)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        help="run every case in this dtype (default: the standard mix)",
+    )
+    parser.add_argument(
+        "--function",
+        choices=(*FUNCTIONS, "all"),
+        default="softmax",
+        help="the function to time (default softmax; all: the three)",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="NAMES",
+        help="comma-separated, from: cpp, cpp-out, numba, numpy, scipy, torch, jax "
+        "(default: all available)",
+    )
+    parser.add_argument(
+        "--case",
+        action="append",
+        metavar="TEXT",
+        help="only cases whose label contains TEXT (e.g. 1024x1024); repeatable",
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", help="write machine, versions, settings and every sample"
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="PATH.png",
+        help="also sweep row lengths and plot GB/s against them (matplotlib)",
+    )
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A.json", "B.json"),
+        help="show two saved runs side by side (measures nothing)",
+    )
+    parser.add_argument(
+        "--show", metavar="PATH", help="print a saved run again (with --plot: redraw its plot)"
+    )
+    parser.add_argument("--markdown", action="store_true", help="print markdown tables")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin the process to CPUs")
+    parser.add_argument("--repeats", type=int, help="repetitions per case (default 15, quick 5)")
+    parser.add_argument(
+        "--min-time",
+        type=float,
+        metavar="SECONDS",
+        help="minimum duration of one timed block (default 0.02, quick 0.004)",
+    )
+    # For tests: a tiny plot sweep of SWEEP_TOTAL elements.
+    parser.add_argument("--sweep-total", type=int, help=argparse.SUPPRESS)
+    parser.set_defaults(run=_bench)
+
+
+def _add_accuracy(commands: argparse._SubParsersAction) -> None:
+    from ._accuracy import DTYPES, FUNCTIONS
+
+    parser = commands.add_parser(
+        "accuracy",
+        help="max error in ULP of every backend and peer against a high-precision reference",
+        description="Maximum error (ULP, relative, fraction of the SPEC bound) of every "
+        "backend, every SIMD level and installed peer against float64 / long double, over "
+        "random and adversarial rows; then the compiled exp alone over its input range.",
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller inputs (a few seconds)")
+    parser.add_argument("--dtype", choices=DTYPES, help="only this dtype (default: all)")
+    parser.add_argument(
+        "--function", choices=(*FUNCTIONS, "all"), default="all", help="default: all three"
+    )
+    parser.add_argument(
+        "--only",
+        metavar="NAMES",
+        help="comma-separated, from: cpp, numba, numpy, scipy, torch, jax (default: all available)",
+    )
+    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    parser.add_argument("--show", metavar="PATH", help="print a saved run again")
+    parser.add_argument("--markdown", action="store_true", help="print markdown tables")
+    parser.add_argument("--no-progress", action="store_true", help="no progress lines")
+    parser.set_defaults(run=_accuracy)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fastsoftmax", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -38,8 +259,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("demo", help="softmax of [2.0, 1.0, 0.1] on every backend").set_defaults(
         run=_demo
     )
+    _add_bench(commands)
+    _add_accuracy(commands)
+    add_viz_commands(commands)
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    return int(args.run(args))
+    args.argv = argv
+    try:
+        return int(args.run(args))
+    except BrokenPipeError:  # e.g. `fastsoftmax bench --compare a b | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,194 @@
+"""`fastsoftmax bench` and `fastsoftmax accuracy`: tiny runs that check what the
+commands print and write, never how fast anything is."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastsoftmax as fs
+from fastsoftmax import _bench
+from fastsoftmax.__main__ import main
+
+TINY = ["--repeats", "3", "--min-time", "0.0002", "--no-progress"]
+OURS = ",".join(fs.backends())
+
+
+def _bench_json(tmp_path, name: str, *extra: str) -> dict:
+    path = tmp_path / name
+    assert main(["bench", "--case", "1x3", "--only", OURS, "--json", str(path), *TINY, *extra]) == 0
+    return json.loads(path.read_text())
+
+
+def test_console_command_prints_the_table():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastsoftmax",
+            "bench",
+            "--case",
+            "float32 1x3",
+            "--only",
+            "cpp,numpy" if "cpp" in fs.backends() else "numpy",
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    out = result.stdout
+    for column in _bench.COLUMNS:
+        assert column in out
+    assert "softmax float32 1x3" in out
+    assert "copy (np.copyto)" in out
+    assert "numpy" in out and "1.00x" in out
+
+
+def test_json_has_machine_versions_and_every_sample(tmp_path):
+    document = _bench_json(tmp_path, "run.json")
+    assert document["schema"] == _bench.SCHEMA
+    assert {"cpu", "simd_level", "caches", "flags"} <= set(document["machine"])
+    assert document["versions"]["numpy"] == np.__version__
+    assert document["versions"]["fastsoftmax"] == fs.__version__
+    assert document["settings"]["threads"] == 1
+    assert "noisy" in document["noise"]
+    (case,) = document["cases"]
+    assert case["key"] == "softmax/float32/1x3/axis-1"
+    assert case["input_bytes"] == 12 and case["output_bytes"] == 12
+    names = {r["implementation"] for r in case["results"]}
+    assert set(fs.backends()) | {"copy"} <= names
+    for r in case["results"]:
+        assert len(r["samples"]) == 3 and r["number"] >= 1
+        assert r["q1"] <= r["median"] <= r["q3"]
+        assert r["gbps"] > 0 and r["fraction_of_copy"] > 0
+    numpy = next(r for r in case["results"] if r["implementation"] == "numpy")
+    assert numpy["speedup_vs_numpy"] == 1.0
+
+
+def test_the_run_restores_threads_and_affinity(tmp_path):
+    threads = fs.get_num_threads()
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    _bench_json(tmp_path, "run.json", "--threads", "1")
+    assert fs.get_num_threads() == threads
+    if affinity is not None:
+        assert os.sched_getaffinity(0) == affinity
+
+
+def test_compare_shows_two_runs_side_by_side(tmp_path, capsys):
+    _bench_json(tmp_path, "a.json")
+    _bench_json(tmp_path, "b.json", "--dtype", "float64")
+    capsys.readouterr()
+    assert main(["bench", "--compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    out = capsys.readouterr().out
+    assert "softmax float32 1x3" in out and "softmax float64 1x3" in out
+    assert "A time" in out and "B time" in out and "B vs A" in out
+
+
+def test_compare_refuses_other_files(tmp_path, capsys):
+    other = tmp_path / "other.json"
+    other.write_text("{}")
+    assert main(["bench", "--compare", str(other), str(other)]) == 2
+    assert "not a fastsoftmax bench file" in capsys.readouterr().err
+
+
+def test_markdown_tables_and_show(tmp_path, capsys):
+    _bench_json(tmp_path, "run.json", "--markdown")
+    out = capsys.readouterr().out
+    assert "| case |" in out and "speedup over the NumPy reference" in out
+    assert main(["bench", "--show", str(tmp_path / "run.json"), "--markdown"]) == 0
+    assert "| softmax float32 1x3 |" in capsys.readouterr().out
+
+
+def test_a_wrong_result_is_reported_not_timed():
+    case = _bench.Case("softmax", "float32", (2, 5))
+
+    def broken(case, x):
+        return lambda: np.zeros_like(x)
+
+    bad = _bench.Contender("broken", "backend", broken)
+    (measured, copy) = _bench.measure_case(
+        case, [bad], _bench.Settings(repeats=2, min_sample_time=1e-4, warmup_time=0)
+    )
+    assert measured.error.startswith("AssertionError") and not measured.samples
+    assert copy.samples
+
+
+def test_case_selection():
+    quick = _bench.select_cases(quick=True)
+    assert [c.shape_text for c in quick] == list(_bench.QUICK_SHAPES)
+    full = _bench.select_cases()
+    assert {c.shape_text for c in full} >= {"1x3", "4x4000000", "256x32000", "32x131072"}
+    assert any(c.axis == 0 for c in full) and any(c.dtype == "float64" for c in full)
+    assert all(c.dtype == "float64" for c in _bench.select_cases(dtype="float64"))
+    assert _bench.select_cases(("logsumexp",), patterns=["1x3"])[0].output_bytes == 4
+    np.testing.assert_array_equal(
+        _bench.Case("softmax", "float32", (1, 3)).make_input(), np.float32([[2.0, 1.0, 0.1]])
+    )
+
+
+def test_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "bench.png"
+    assert (
+        main(
+            [
+                "bench",
+                "--case",
+                "1x3",
+                "--only",
+                "numpy",
+                "--plot",
+                str(path),
+                "--sweep-total",
+                "4096",
+                *TINY,
+            ]
+        )
+        == 0
+    )
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unknown_implementation_is_an_error(capsys):
+    assert main(["bench", "--only", "nosuch", "--case", "1x3", *TINY]) == 2
+    assert "unknown implementation" in capsys.readouterr().err
+
+
+def test_accuracy_quick_reports_ulp_for_every_backend(tmp_path, capsys):
+    path = tmp_path / "accuracy.json"
+    assert main(["accuracy", "--quick", "--only", OURS, "--no-progress", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "max ULP" in out and "exp kernel" in out
+    document = json.loads(path.read_text())
+    names = {r["implementation"] for r in document["functions"]}
+    expected = {n for n in fs.backends() if n != "cpp"}
+    expected |= {f"cpp {level}" for level in fs.info()["simd_levels"]}
+    assert names == expected
+    for r in document["functions"]:
+        assert "error" not in r, r
+        assert r["max_ulp"] >= 0 and r["values"] > 0
+        # Our backends keep the SPEC.md bound on the random rows at least.
+        if r["max_of_spec_bound_input"].startswith("N(0,3)"):
+            assert r["max_of_spec_bound"] <= 1
+    assert {(r["dtype"], r["function"]) for r in document["functions"]} == {
+        (d, f)
+        for d in ("float32", "float64", "float16")
+        for f in ("softmax", "log_softmax", "logsumexp")
+    }
+    exp = [r for r in document["exp"] if "max_ulp" in r]
+    assert {r["implementation"] for r in exp} >= {f"cpp {lv}" for lv in fs.info()["simd_levels"]}
+    assert main(["accuracy", "--show", str(path), "--markdown"]) == 0
+    assert "| float32 | numpy |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["info", "demo"])
+def test_the_first_commands_still_work(command, capsys):
+    assert main([command]) == 0
+    assert "fastsoftmax" in capsys.readouterr().out or command == "info"
