@@ -65,8 +65,9 @@ struct Simd {
 
 // Elements summed in the row's type before the chunk total goes into the
 // compensated double total; with four accumulators each lane sees
-// kChunk / (4 * lanes) additions (8 to 64).
-constexpr int64_t kChunk = 1024;
+// kChunk / (4 * lanes) additions (4 to 32), which bounds what a lane can
+// round away.
+constexpr int64_t kChunk = 256;
 
 template <class To, class From>
 FS_INLINE To bit_cast_scalar(From value) {
@@ -350,45 +351,53 @@ bool is_special(const RowScan<T>& scan) {
     return scan.active == 0 || scan.has_nan || !std::isfinite(scan.max);
 }
 
-// Softmax pass 2: y = exp((x - max) * scale), masked lanes 0; returns sum(y).
+struct SplitSum {
+    double below_max;
+    double at_max;
+};
+
+// Softmax pass 2: y = exp((x - max) * scale), masked lanes 0. Returns the
+// sum of y as the split sum below: the 1s of the elements at the max are
+// counted apart, so that the small terms added into a lane are not rounded
+// away against a 1 in it (with two lanes a vector, SSE2 float64, that broke
+// the accuracy bound on rows of one 1 and many terms below half an ULP).
 // x may be y (in place): each element is read before it is written.
 template <class T, bool kSubnormal>
-double exp_store_sum(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale) {
+SplitSum exp_store_sum(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale) {
     using Real = typename Simd<T>::Real;
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
-    CompensatedSum total;
+    struct Acc {
+        Real below;
+        Real at;
+    };
+    CompensatedSum below;
+    double at_max = 0.0;
     for (int64_t start = 0; start < n; start += kChunk) {
         const int64_t stop = start + kChunk < n ? start + kChunk : n;
-        Real acc[4] = {};
-        if (mask == nullptr) {
-            visit_vectors<T>(start, stop, acc, [&](int64_t i, int64_t count, Real& a) {
-                const Real d = (load(x + i, count, neg_inf) - max) * scale;
-                const Real e = exp_of_lanes<T, kSubnormal>(d, count);
-                store(y + i, e, count);
-                a += e;
-            });
-        } else {
-            visit_vectors<T>(start, stop, acc, [&](int64_t i, int64_t count, Real& a) {
-                const auto on = load_mask<T>(mask + i, count);
-                const Real v = on ? load(x + i, count, neg_inf) : broadcast<Real>(neg_inf);
-                const Real e = exp_nonpositive<T>((v - max) * scale);
-                store(y + i, e, count);
-                a += e;
-            });
-        }
-        total.add(accumulators_total(acc));
+        Acc acc[4] = {};
+        visit_vectors<T>(start, stop, acc, [&](int64_t i, int64_t count, Acc& a) {
+            Real v = load(x + i, count, neg_inf);
+            if (mask != nullptr) v = load_mask<T>(mask + i, count) ? v : broadcast<Real>(neg_inf);
+            const Real d = (v - max) * scale;
+            const Real e = mask != nullptr ? exp_nonpositive<T, true>(d)
+                                           : exp_of_lanes<T, kSubnormal>(d, count);
+            store(y + i, e, count);
+            const auto at_max_lane = d == T(0);
+            a.below += at_max_lane ? Real{} : e;
+            a.at += at_max_lane ? broadcast<Real>(T(1)) : Real{};
+        });
+        Real below_acc[4] = {acc[0].below, acc[1].below, acc[2].below, acc[3].below};
+        Real at_acc[4] = {acc[0].at, acc[1].at, acc[2].at, acc[3].at};
+        below.add(accumulators_total(below_acc));
+        at_max += accumulators_total(at_acc);
     }
-    return total.value();
+    return {below.value(), at_max};
 }
 
 // log_softmax / logsumexp pass 2: the sum of exp(d) over elements below the
 // max, and how many equal it, kept apart so that
 // log(sum) = log(count) + log1p(rest / count) keeps the digits scipy keeps
 // (logsumexp([0, -40]) is 4.2e-18, not 0).
-struct SplitSum {
-    double below_max;
-    double at_max;
-};
 
 template <class T, bool kSubnormal>
 SplitSum exp_sum_split(const T* x, const uint8_t* mask, int64_t n, T max, T scale) {
@@ -619,9 +628,9 @@ void softmax_row(const T* x, T* y, const uint8_t* mask, int64_t n, double temper
     const T scale = static_cast<T>(1.0 / temperature);
     const bool normal = stays_normal(scan, scale);
     if (op == RowOp::softmax) {
-        const double sum = normal ? exp_store_sum<T, false>(x, y, mask, n, scan.max, scale)
-                                  : exp_store_sum<T, true>(x, y, mask, n, scan.max, scale);
-        scale_row(y, n, static_cast<T>(1.0 / sum));
+        const SplitSum sums = normal ? exp_store_sum<T, false>(x, y, mask, n, scan.max, scale)
+                                     : exp_store_sum<T, true>(x, y, mask, n, scan.max, scale);
+        scale_row(y, n, static_cast<T>(1.0 / (sums.below_max + sums.at_max)));
     } else {
         const double log_sum = log_of_split_sum(
             normal ? exp_sum_split<T, false>(x, mask, n, scan.max, scale)
@@ -745,11 +754,11 @@ bool columns_stay_normal(const ColumnStats<T>& st, int64_t count, T scale) {
 // r % lanes of accumulator (r / lanes) % 4 in the unrolled part, of
 // accumulator 0 in the single-vector part and of accumulator 1 in the partial
 // tail; accumulators fold as ((0 + 1) + (2 + 3)), lanes in order, chunks in
-// compensated double. So a column gives bit for bit what the same values
-// laid out as a row give. Here each "slot" (accumulator, lane) is a vector
-// over columns. kStore writes e to y (softmax); kSplit keeps the count of
-// d == 0 apart (log variants).
-template <class T, bool kSubnormal, bool kStore, bool kSplit>
+// compensated double, and the count of d == 0 kept apart as the row kernel
+// keeps it. So a column gives bit for bit what the same values laid out as a
+// row give. Here each "slot" (accumulator, lane) is a vector over columns.
+// kStore writes e to y (softmax).
+template <class T, bool kSubnormal, bool kStore>
 void exp_sum_columns(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t count,
                      int64_t n, T scale, ColumnStats<T>& st) {
     using S = Simd<T>;
@@ -757,7 +766,7 @@ void exp_sum_columns(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64
     constexpr int64_t L = S::lanes;
     constexpr int64_t kSlots = 4 * L;
     Real below[kColumnVectors][kSlots];
-    Real at[kSplit ? kColumnVectors : 1][kSplit ? kSlots : 1];
+    Real at[kColumnVectors][kSlots];
     CompensatedSum total[kColumnVectors][L];
     for (int v = 0; v < kColumnVectors; ++v) {
         for (int64_t j = 0; j < L; ++j) st.at_max[v][j] = 0.0;
@@ -769,7 +778,7 @@ void exp_sum_columns(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64
         for (int v = 0; v < kColumnVectors; ++v) {
             for (int64_t q = 0; q < kSlots; ++q) {
                 below[v][q] = Real{};
-                if constexpr (kSplit) at[v][q] = Real{};
+                at[v][q] = Real{};
             }
         }
         for (int64_t r = 0; r < m; ++r) {
@@ -782,13 +791,9 @@ void exp_sum_columns(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64
                 const Real d = (load(in + v * L, c, T(0)) - st.max[v]) * scale;
                 const Real e = exp_nonpositive<T, kSubnormal>(d);
                 if constexpr (kStore) store(y + (chunk + r) * y_stride + v * L, e, c);
-                if constexpr (kSplit) {
-                    const auto at_max = d == T(0);
-                    below[v][slot] += at_max ? Real{} : e;
-                    at[v][slot] += at_max ? broadcast<Real>(T(1)) : Real{};
-                } else {
-                    below[v][slot] += e;
-                }
+                const auto at_max = d == T(0);
+                below[v][slot] += at_max ? Real{} : e;
+                at[v][slot] += at_max ? broadcast<Real>(T(1)) : Real{};
             }
         }
         for (int v = 0; v < kColumnVectors; ++v) {
@@ -799,11 +804,9 @@ void exp_sum_columns(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64
                     const T b = (below[v][lane][j] + below[v][L + lane][j]) +
                                 (below[v][2 * L + lane][j] + below[v][3 * L + lane][j]);
                     folded = lane == 0 ? b : folded + b;
-                    if constexpr (kSplit) {
-                        const T a = (at[v][lane][j] + at[v][L + lane][j]) +
-                                    (at[v][2 * L + lane][j] + at[v][3 * L + lane][j]);
-                        folded_at = lane == 0 ? a : folded_at + a;
-                    }
+                    const T a = (at[v][lane][j] + at[v][L + lane][j]) +
+                                (at[v][2 * L + lane][j] + at[v][3 * L + lane][j]);
+                    folded_at = lane == 0 ? a : folded_at + a;
                 }
                 total[v][j].add(static_cast<double>(folded));
                 st.at_max[v][j] += static_cast<double>(folded_at);
@@ -834,12 +837,14 @@ void softmax_column_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, 
     using S = Simd<T>;
     using Real = typename S::Real;
     if (op == RowOp::softmax) {
-        exp_sum_columns<T, kSubnormal, true, false>(x, x_stride, y, y_stride, count, n, scale, st);
+        exp_sum_columns<T, kSubnormal, true>(x, x_stride, y, y_stride, count, n, scale, st);
         Real inverse[kColumnVectors];
         for (int v = 0; v < kColumnVectors; ++v) {
             inverse[v] = Real{};
             const int64_t c = lanes_in<T>(count, v);
-            for (int64_t j = 0; j < c; ++j) inverse[v][j] = static_cast<T>(1.0 / st.sum[v][j]);
+            for (int64_t j = 0; j < c; ++j) {
+                inverse[v][j] = static_cast<T>(1.0 / (st.sum[v][j] + st.at_max[v][j]));
+            }
         }
         for (int64_t k = 0; k < n; ++k) {
             T* out = y + k * y_stride;
@@ -851,7 +856,7 @@ void softmax_column_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, 
         }
         return;
     }
-    exp_sum_columns<T, kSubnormal, false, true>(x, x_stride, y, y_stride, count, n, scale, st);
+    exp_sum_columns<T, kSubnormal, false>(x, x_stride, y, y_stride, count, n, scale, st);
     Real log_sum[kColumnVectors];
     log_sums(st, count, log_sum);
     for (int64_t k = 0; k < n; ++k) {
@@ -896,10 +901,10 @@ int64_t logsumexp_columns(const T* x, int64_t x_stride, T* y, int64_t y_step, in
         const int64_t count = width - start < group ? width - start : group;
         if (!scan_columns(x + start, x_stride, count, n, st)) return start;
         if (columns_stay_normal(st, count, scale)) {
-            exp_sum_columns<T, false, false, true>(x + start, x_stride, nullptr, 0, count, n,
+            exp_sum_columns<T, false, false>(x + start, x_stride, nullptr, 0, count, n,
                                                    scale, st);
         } else {
-            exp_sum_columns<T, true, false, true>(x + start, x_stride, nullptr, 0, count, n,
+            exp_sum_columns<T, true, false>(x + start, x_stride, nullptr, 0, count, n,
                                                   scale, st);
         }
         for (int v = 0; v < kColumnVectors; ++v) {
