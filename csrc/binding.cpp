@@ -177,5 +177,8 @@ NB_MODULE(_core, m) {
     m.def("current_level", [] { return std::string(current_level()); });
     m.def("set_level", &set_level, "name"_a);
     m.def("set_num_threads", &set_num_threads, "threads"_a);
+    m.def("online_row_bytes", &online_row_bytes);
+    m.def("set_online_row_bytes", &set_online_row_bytes, "bytes"_a,
+          "rows of this many bytes and more take the online two-pass algorithm");
     m.def("get_num_threads", &get_num_threads);
 }

@@ -508,7 +508,7 @@ void wide_row_softmax(const T* x, T* y, const uint8_t* mask, int64_t n, T max,
 }
 
 // ---------------------------------------------------------------------------
-// Rows of kOnlineRowBytes and more do not stay in cache between passes: the
+// Rows of online_row_bytes() and more do not stay in cache between passes: the
 // online normalizer (Milakov & Gimelshein 2018), by chunks. Pass 1 reads
 // each chunk from memory once (scan) and again from L1 (exp and split sum
 // relative to the chunk's max), merging (max, sums) into the row's as it
@@ -581,7 +581,7 @@ void exp_scale_store(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T 
 
 template <class T>
 bool online_sized(int64_t n) {
-    return n * int64_t(sizeof(T)) >= kOnlineRowBytes;
+    return n * int64_t(sizeof(T)) >= online_row_bytes();
 }
 
 template <class T>

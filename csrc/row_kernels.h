@@ -10,9 +10,13 @@ namespace fastsoftmax {
 
 enum class RowOp : int { softmax = 0, log_softmax = 1 };
 
-// Rows of at least this many bytes take the online (two-pass) algorithm;
-// shorter ones the three passes over a row that stays in cache.
-constexpr std::int64_t kOnlineRowBytes = std::int64_t(1) << 20;
+// Rows of at least online_row_bytes() bytes take the online (two-pass)
+// algorithm; shorter ones the three passes. Measured on the 2-core Zen3 VM of
+// the README, float32 rows of 1 to 16 MiB: three passes 36-43 ms per 64 MiB,
+// online 63-71 ms (its second exp costs more than the memory pass it saves:
+// compute-bound), so the default is 64 MiB. Settable for tests and tuning.
+std::int64_t online_row_bytes();
+void set_online_row_bytes(std::int64_t bytes);
 
 // Function table of one SIMD level. All rows are contiguous; `mask` is null
 // (every element active) or one byte per element (non-zero = active).

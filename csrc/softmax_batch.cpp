@@ -207,6 +207,13 @@ double call_logsumexp_row(const RowKernels& k, const T* x, const uint8_t* mask, 
 
 }  // namespace
 
+namespace {
+std::atomic<int64_t> g_online_row_bytes{int64_t(64) << 20};
+}  // namespace
+
+int64_t online_row_bytes() { return g_online_row_bytes.load(std::memory_order_relaxed); }
+void set_online_row_bytes(int64_t bytes) { g_online_row_bytes.store(std::max<int64_t>(bytes, 1)); }
+
 std::vector<std::string> supported_levels() {
     std::vector<std::string> names;
     for (const Level& level : kLevels) {
@@ -239,7 +246,7 @@ template <class T, class U>
 bool columns_layout(const StridedView3<T>& x, const StridedView3<U>& y, bool has_mask,
                     const Extent3& extent) {
     return !has_mask && extent.inner > 1 && x.stride[1] == 1 && y.stride[1] == 1 &&
-           x.stride[2] != 1 && extent.n * int64_t(sizeof(T)) < kOnlineRowBytes;
+           x.stride[2] != 1 && extent.n * int64_t(sizeof(T)) < online_row_bytes();
 }
 
 template <class T>

@@ -124,3 +124,21 @@ def assert_matches_oracle(kind: str, y, x, axis=-1, temperature=1.0, where=None)
 
 def random_logits(rng, shape, dtype, scale=3.0):
     return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+@pytest.fixture
+def online_from_1mib():
+    """Rows of 1 MiB and more take the compiled kernel's online algorithm
+    during the test (its default threshold is higher), so tests of long rows
+    exercise it."""
+    if "cpp" not in fs.backends():
+        yield
+        return
+    from fastsoftmax import _core
+
+    previous = _core.online_row_bytes()
+    _core.set_online_row_bytes(1 << 20)
+    try:
+        yield
+    finally:
+        _core.set_online_row_bytes(previous)

@@ -91,11 +91,14 @@ def test_float16_computed_in_float32(backend):
 
 
 @pytest.mark.parametrize("kind", ["softmax", "log_softmax", "logsumexp"])
-@pytest.mark.parametrize("case", ["rising", "masked", "nan", "inf", "all_minus_inf",
-                                  "spread", "temperature"])
+@pytest.mark.parametrize(
+    "case", ["rising", "masked", "nan", "inf", "all_minus_inf", "spread", "temperature"]
+)
+@pytest.mark.usefixtures("online_from_1mib")
 def test_rows_beyond_the_cache(backend, dtype, kind, case):
-    """Rows of 1 MiB and more take the online algorithm in the compiled
-    kernel (max and sum merged chunk by chunk): same bounds, same specials."""
+    """Rows of 1 MiB and more, here taking the online algorithm in the
+    compiled kernel (max and sum merged chunk by chunk): same bounds, same
+    specials."""
     n = (1 << 20) // np.dtype(dtype).itemsize + 77
     rng = np.random.default_rng(51)
     x = random_logits(rng, (2, n), dtype)
