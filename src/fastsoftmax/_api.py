@@ -253,14 +253,15 @@ def _try_plain(
     x: Any, axis: Axis, temperature: Any, where: Any, out: Any, backend: Any, log: bool
 ) -> np.ndarray | None:
     """The common call in one step: a float32/float64 ndarray, last axis, no
-    options, default backend compiled. The extension checks the layout
+    options, the compiled backend (by default or by name). The extension checks the layout
     (C-contiguous, aligned) and says False for anything else."""
     if (
         type(x) is np.ndarray
-        and axis == -1
+        and type(axis) is int
+        and (axis == -1 or axis == x.ndim - 1)
         and where is None
         and out is None
-        and backend is None
+        and (backend is None or backend == "cpp")
         and temperature == 1.0
         and x.dtype in _PLAIN_DTYPES
         and _backends.plain_kernel is not None
