@@ -268,3 +268,35 @@ def test_where_errors():
         fs.softmax(x, where=np.ones((2, 3), dtype=int))
     with pytest.raises(ValueError, match="broadcast"):
         fs.softmax(x, where=np.ones((3, 2), dtype=bool))
+
+
+# Bugs found by the peer-case suite -------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("axis", [-1, 0])
+@pytest.mark.parametrize("n", [2, 3000, 140_000])
+@pytest.mark.usefixtures("online_from_1mib")
+def test_spread_that_overflows_divides_first(backend, kind, axis, n):
+    """[1e308, -1e308] / 1e308 is [1, -1]: x - max overflows, the result does
+    not (row kernel, column kernel and the online path for long rows)."""
+    row = np.zeros(n)
+    row[0], row[1] = 1e308, -1e308
+    x = np.stack([row, row[::-1]], axis=-1 if axis == 0 else 0)
+    y = getattr(fs, kind)(x, axis=axis, temperature=1e308, backend=backend)
+    rows = np.ascontiguousarray(np.moveaxis(x, axis, -1)) / 1e308  # pairwise sums
+    want = scipy_value(kind, rows, -1)
+    want = want if kind == "logsumexp" else np.moveaxis(want, -1, axis)
+    np.testing.assert_allclose(y, want, rtol=1e-13, atol=1e-300)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("temperature", [1e-300, 1e-40, 1e39, 1e300])
+def test_float32_with_temperature_beyond_its_range(backend, kind, temperature):
+    """1/T not a float32: computed in float64, never 0 * inf = NaN."""
+    x = np.array([[2.0, 1.0, 0.1], [2.0, 1.0, -np.inf]], dtype=np.float32)
+    y = getattr(fs, kind)(x, temperature=temperature, backend=backend)
+    assert y.dtype == np.float32
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = scipy_value(kind, x.astype(np.float64) / temperature, -1).astype(np.float32)
+    np.testing.assert_allclose(y, want, rtol=1e-6)

@@ -1,147 +1,1082 @@
-"""The Numba backend: the row passes of the C++ kernel as JIT-compiled loops.
+"""The Numba backend: the passes of the C++ kernel as JIT-compiled loops.
 
 Imported on first use only (``import fastsoftmax`` never imports numba).
-Kernels take the 3-D ``(outer, inner, n)`` views of ``_layout`` and work along
-the last axis. Each row: a scan (max, NaN, active count), then exp and sum,
-then a scale or a subtraction. Arithmetic is in float64 whatever the input
-dtype, and sums use Neumaier compensation, so the error does not grow with
-the row length. Special values are those of ``_reference``.
+Kernels take the 3-D ``(outer, inner, n)`` views of ``_layout`` and reduce
+along the last axis; float32 and float64 only. Design notes, measured ULP
+and timings: docs/numba_notes.md.
+
+- Rows: scan (max, min, NaN, active count), exp + store + sum, scale (or
+  subtract the log of the sum). Every loop runs over a unit-stride 1-D view
+  (``_span``) so that LLVM vectorizes it; the exp is our own (range
+  reduction, polynomial, exponent bits), never a libm call.
+- Sums are taken in a fixed order (see _CHUNK), so a row gives the same
+  bits in every layout, block and thread count.
+- A reduction over a non-last axis (contiguous inner axis) runs across
+  column tiles, vectorized over neighbouring rows, in the rows' summation
+  order; other strided rows are gathered into a buffer.
+- Large calls run over threads (prange over blocks of rows); small ones on
+  the calling thread. Kernels are cached on disk (``cache=True``).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 
+import llvmlite.ir as llvm_ir
 import numba
 import numpy as np
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+from numba.np.arrayobj import make_array, populate_array
 
 name = "numba"
 
-_NO_MASK = np.ones((1, 1, 1), dtype=np.bool_)
+# Sums: a row is summed in chunks of _CHUNK elements; in a chunk, element r
+# goes to slot r % 8 (eight running sums in the row's dtype, 64 additions
+# each), the slots are folded in a fixed tree, and the chunk totals are
+# added in float64 with Neumaier compensation, so the error does not grow
+# with the row length. The order is written out, not left to the compiler
+# (no reassociation), so the column tiles below reproduce it exactly and a
+# row gives the same bits whatever its layout.
+_CHUNK = 512
+_SLOTS = 8
+# Below this many elements per thread a call runs on the calling thread
+# (a prange launch costs tens of microseconds, ~10^5 exps).
+_PARALLEL_MIN_ELEMENTS = 1 << 17
+# Column tiles of a strided reduction: this many neighbouring rows at most
+# (each pass over a tile then sweeps whole runs of memory, and the per-row
+# state, ~70-110 bytes a row, stays in L2), and at least _TILE_MIN_COLUMNS
+# when a call is split over threads.
+_TILE_COLUMNS = 2048
+_TILE_MIN_COLUMNS = 128
+
+_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
+# Helpers are only called from jitted code: no Python wrappers for them.
+_INTERNAL = {
+    "nogil": True,
+    "error_model": "numpy",
+    "no_cpython_wrapper": True,
+    "no_cfunc_wrapper": True,
+}
 
 
-@numba.njit(cache=True, nogil=True)
-def _scan(x, mask, has_mask, o, i):
-    """Max over active entries (NaN ignored), active count, NaN seen."""
-    n = x.shape[2]
-    m = -math.inf
-    active = 0
+# ----------------------------------------------------------------------------
+# LLVM-level helpers.
+
+
+@intrinsic
+def _span(typingctx, array, offset, length):
+    """A 1-D C-contiguous view of ``length`` items of ``array``, starting
+    ``offset`` bytes into its data. The loops below run over such views from
+    index 0, so LLVM sees unit strides and no negative-index wraparound."""
+    result = types.Array(array.dtype, 1, "C")
+
+    def codegen(context, builder, signature, args):
+        source = make_array(signature.args[0])(context, builder, args[0])
+        view = make_array(result)(context, builder)
+        item_type = context.get_data_type(result.dtype)
+        itemsize = context.get_abi_sizeof(item_type)
+        start = builder.gep(
+            builder.bitcast(source.data, cgutils.voidptr_t),
+            [context.cast(builder, args[1], signature.args[1], types.intp)],
+        )
+        populate_array(
+            view,
+            data=builder.bitcast(start, item_type.as_pointer()),
+            shape=[context.cast(builder, args[2], signature.args[2], types.intp)],
+            strides=[cgutils.intp_t(itemsize)],
+            itemsize=cgutils.intp_t(itemsize),
+            meminfo=None,
+        )
+        return view._getvalue()
+
+    return result(array, offset, length), codegen
+
+
+def _number_reduction(name):
+    def codegen(context, builder, signature, args):
+        ty = args[0].type
+        fn = builder.module.declare_intrinsic(name, [ty], llvm_ir.FunctionType(ty, [ty, ty]))
+        return builder.call(fn, args, fastmath=("nnan", "nsz"))
+
+    return codegen
+
+
+@intrinsic
+def _max_of_numbers(typingctx, a, b):
+    """``llvm.maxnum`` with no-NaN flags, so that a max reduction vectorizes.
+    The result is meaningless when an argument is NaN; callers track NaN
+    separately and discard the max then."""
+    return a(a, b), _number_reduction("llvm.maxnum")
+
+
+@intrinsic
+def _min_of_numbers(typingctx, a, b):
+    """``llvm.minnum`` with no-NaN flags (as _max_of_numbers)."""
+    return a(a, b), _number_reduction("llvm.minnum")
+
+
+@intrinsic
+def _mul_add(typingctx, a, b, c):
+    """``a * b + c``, fused where the CPU has FMA (``llvm.fmuladd``)."""
+
+    def codegen(context, builder, signature, args):
+        ty = args[0].type
+        fn = builder.module.declare_intrinsic(
+            "llvm.fmuladd", [ty], llvm_ir.FunctionType(ty, [ty, ty, ty])
+        )
+        return builder.call(fn, args)
+
+    return a(a, b, c), codegen
+
+
+@intrinsic
+def _float_bits(typingctx, value):
+    """The bits of a float32 / float64 as int32 / int64."""
+    result = types.int32 if value == types.float32 else types.int64
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(result))
+
+    return result(value), codegen
+
+
+@intrinsic
+def _float_from_bits(typingctx, value):
+    """The float32 / float64 with the bits of an int32 / int64."""
+    result = types.float32 if value == types.int32 else types.float64
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(result))
+
+    return result(value), codegen
+
+
+# ----------------------------------------------------------------------------
+# exp(d) for d <= 0.
+#
+# The algorithm of csrc/row_kernels.cpp: d = n ln2 + r with |r| <= ln2/2 (ln2
+# split in a high part with few bits, so n * high is exact), a polynomial for
+# exp(r) (Cephes' minimax coefficients for float32, degree-13 Taylor for
+# float64), then 2^n applied as two power-of-two factors so that a subnormal
+# result is rounded once instead of flushed. Only +, *, compares and bit
+# operations: LLVM vectorizes it, where math.exp / np.exp would be one call
+# into libm per element (numba from the package index has no SVML).
+#
+# Contract (tests/test_numba_backend.py):
+#   float32: d in [-inf, 0]; max error 1.0x ULP over a dense sweep of [-104, 0]
+#   float64: d in [-inf, 0]; max error 0.9x ULP on random points of [-746, 0]
+#   exp(0) == 1 and exp(-inf) == 0 exactly. NaN is never passed in.
+
+
+# _exp_normal_* are the same for d >= _NORMAL_LIMIT (every result normal),
+# as the C++ kernel's kSubnormal = false: no clamp, 2^n in one factor. For
+# such d their result is bit for bit that of _exp_nonpositive_* (whose second
+# factor is then 1), so a row may take either. The exp functions are the
+# bodies of the overloads below, which pick one by dtype.
+_NORMAL_LIMIT_F32 = -87.0
+_NORMAL_LIMIT_F64 = -707.0
+
+
+@njit(**_INTERNAL)
+def _stays_normal(x, m, low, scale):
+    """Every exp((v - m) * scale) for v in [low, m] of x's dtype is normal."""
+    return (low - m) * scale >= (_NORMAL_LIMIT_F32 if x.itemsize == 4 else _NORMAL_LIMIT_F64)
+
+
+@njit(**_INTERNAL)
+def _exp_parts_f32(d):
+    """(p, n) with exp(d) = p * 2^n, for d in [-104, 0]."""
+    shifter = np.float32(12582912.0)  # 1.5 * 2^23: adding it rounds to an integer
+    t = _mul_add(d, np.float32(1.44269504088896341), shifter)
+    n = t - shifter
+    n_int = np.int32(_float_bits(t) - np.int32(0x4B400000))
+    r = _mul_add(n, np.float32(-0.693359375), d)  # ln2 split: n * high part is exact
+    r = _mul_add(n, np.float32(2.12194440e-4), r)
+    p = np.float32(1.9875691500e-4)  # Cephes expf minimax coefficients, Horner
+    p = _mul_add(p, r, np.float32(1.3981999507e-3))
+    p = _mul_add(p, r, np.float32(8.3334519073e-3))
+    p = _mul_add(p, r, np.float32(4.1665795894e-2))
+    p = _mul_add(p, r, np.float32(1.6666665459e-1))
+    p = _mul_add(p, r, np.float32(5.0000001201e-1))
+    return _mul_add(p * r, r, r) + np.float32(1.0), n_int
+
+
+def _exp_nonpositive_f32(d):
+    # exp(-104) < 2^-150 rounds to +0, and so does everything below.
+    p, n = _exp_parts_f32(d if d >= np.float32(-104.0) else np.float32(-104.0))
+    n_low = n if n >= -126 else -126  # a normal power of two
+    n_high = n - n_low  # in [-25, 0]
+    scale_high = _float_from_bits(np.int32((n_high + 127) << 23))
+    scale_low = _float_from_bits(np.int32((n_low + 127) << 23))
+    return (p * scale_high) * scale_low
+
+
+def _exp_normal_f32(d):
+    p, n = _exp_parts_f32(d)
+    return p * _float_from_bits(np.int32((n + 127) << 23))
+
+
+@njit(**_INTERNAL)
+def _exp_parts_f64(d):
+    """(p, n) with exp(d) = p * 2^n, for d in [-746, 0]. The degree-13
+    Taylor polynomial (truncation error below 0.05 ULP on |r| <= ln2/2) is
+    evaluated by Estrin's scheme: a dependency chain of 5 operations instead
+    of Horner's 13, 20% faster here (the float64 loop is latency-bound)."""
+    shifter = 6755399441055744.0  # 1.5 * 2^52
+    t = _mul_add(d, 1.4426950408889634074, shifter)
+    n = t - shifter
+    n_int = _float_bits(t) - np.int64(0x4338000000000000)
+    r = _mul_add(n, -6.93145751953125e-1, d)
+    r = _mul_add(n, -1.42860682030941723212e-6, r)
+    r2 = r * r
+    r4 = r2 * r2
+    # q = sum of r^(k-2) / k! for k = 2 .. 13, and exp(r) = 1 + r + r^2 q
+    a0 = _mul_add(1.0 / 6.0, r, 0.5)
+    a1 = _mul_add(1.0 / 120.0, r, 1.0 / 24.0)
+    a2 = _mul_add(1.0 / 5040.0, r, 1.0 / 720.0)
+    a3 = _mul_add(1.0 / 362880.0, r, 1.0 / 40320.0)
+    a4 = _mul_add(1.0 / 39916800.0, r, 1.0 / 3628800.0)
+    a5 = _mul_add(1.0 / 6227020800.0, r, 1.0 / 479001600.0)
+    b0 = _mul_add(a1, r2, a0)
+    b1 = _mul_add(a3, r2, a2)
+    b2 = _mul_add(a5, r2, a4)
+    q = _mul_add(_mul_add(b2, r4, b1), r4, b0)
+    return _mul_add(r2, q, r) + 1.0, n_int
+
+
+def _exp_nonpositive_f64(d):
+    # exp(-746) < 2^-1075 rounds to +0, and so does everything below.
+    p, n = _exp_parts_f64(d if d >= -746.0 else -746.0)
+    n_low = n if n >= -1022 else np.int64(-1022)
+    n_high = n - n_low  # in [-55, 0]
+    scale_high = _float_from_bits(np.int64((n_high + 1023) << 52))
+    scale_low = _float_from_bits(np.int64((n_low + 1023) << 52))
+    return (p * scale_high) * scale_low
+
+
+def _exp_normal_f64(d):
+    p, n = _exp_parts_f64(d)
+    return p * _float_from_bits(np.int64((n + 1023) << 52))
+
+
+def _exp_nonpositive(d):
+    """exp(d) for d <= 0 in d's own precision (in jitted code)."""
+    raise NotImplementedError("jitted code only")
+
+
+@overload(_exp_nonpositive)
+def _exp_nonpositive_overload(d):
+    return {types.float32: _exp_nonpositive_f32, types.float64: _exp_nonpositive_f64}.get(d)
+
+
+def _exp_normal(d):
+    """exp(d) for _NORMAL_LIMIT <= d <= 0 (in jitted code)."""
+    raise NotImplementedError("jitted code only")
+
+
+@overload(_exp_normal)
+def _exp_normal_overload(d):
+    return {types.float32: _exp_normal_f32, types.float64: _exp_normal_f64}.get(d)
+
+
+@njit(**_JIT)
+def _exp_array(d, out, normal):
+    """out = exp(d) elementwise, d <= 0 (normal: d >= _NORMAL_LIMIT); for
+    the accuracy tests."""
+    if normal:
+        for k in range(d.shape[0]):
+            out[k] = _exp_normal(d[k])
+    else:
+        for k in range(d.shape[0]):
+            out[k] = _exp_nonpositive(d[k])
+
+
+# ----------------------------------------------------------------------------
+# One contiguous row: x, y 1-D C arrays (spans), mask None or a 1-D C bool
+# array, scratch a buffer of _CHUNK elements. x may be y (in place). A loop
+# that reads one array and writes another is guarded by LLVM with an overlap
+# check, which fails for identical arrays and runs the scalar loop instead,
+# so in place a loop either reads and writes one array or reads a copy.
+
+
+@njit(**_INTERNAL)
+def _scan_row(x, mask):
+    """(max ignoring NaN, min ignoring NaN, active count, NaN seen) over the
+    active elements (masked ones count as -inf for both)."""
+    minus_inf = x.dtype.type(-np.inf)
+    m = minus_inf
+    low = x.dtype.type(np.inf)
     has_nan = False
-    for k in range(n):
-        if has_mask and not mask[o, i, k]:
-            continue
-        active += 1
-        v = x[o, i, k]
-        if v != v:
-            has_nan = True
-        elif v > m:
-            m = v
-    return float(m), active, has_nan
+    active = x.shape[0]
+    if mask is None:
+        for k in range(x.shape[0]):
+            v = x[k]
+            m = _max_of_numbers(m, v)
+            low = _min_of_numbers(low, v)
+            has_nan |= v != v
+    else:
+        active = 0
+        for k in range(x.shape[0]):
+            on = mask[k]
+            v = x[k] if on else minus_inf
+            m = _max_of_numbers(m, v)
+            low = _min_of_numbers(low, v)
+            has_nan |= v != v
+            active += on
+    if has_nan:  # max and min mean nothing then (see _max_of_numbers)
+        m = minus_inf
+        low = minus_inf
+    return m, low, active, has_nan
 
 
-@numba.njit(cache=True, nogil=True)
-def _split_sum(x, mask, has_mask, o, i, m, scale):
-    """log(sum(exp(d))) as log(count at max) + log1p(rest / count)."""
+@njit(**_INTERNAL)
+def _chunk_sum(c):
+    """The sum of a chunk (at most _CHUNK values >= 0) in its dtype: value r
+    into slot r % 8, slots folded as ((0+1)+(2+3))+((4+5)+(6+7)). Eight
+    independent sums also let LLVM use a vector for them."""
+    zero = c.dtype.type(0.0)
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
+    n = c.shape[0]
+    full = n - n % 8
+    for b in range(0, full, 8):
+        a0 += c[b]
+        a1 += c[b + 1]
+        a2 += c[b + 2]
+        a3 += c[b + 3]
+        a4 += c[b + 4]
+        a5 += c[b + 5]
+        a6 += c[b + 6]
+        a7 += c[b + 7]
+    if full < n:  # the last values; adding +0 to a slot changes nothing
+        left = n - full
+        a0 += c[full]
+        a1 += c[full + 1] if left > 1 else zero
+        a2 += c[full + 2] if left > 2 else zero
+        a3 += c[full + 3] if left > 3 else zero
+        a4 += c[full + 4] if left > 4 else zero
+        a5 += c[full + 5] if left > 5 else zero
+        a6 += c[full + 6] if left > 6 else zero
+    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+
+
+@njit(**_INTERNAL)
+def _neumaier_add(total, compensation, value):
+    t = total + value
+    if abs(total) >= abs(value):
+        compensation += (total - t) + value
+    else:
+        compensation += (value - t) + total
+    return t, compensation
+
+
+@njit(**_INTERNAL)
+def _log_of_split_sum(below, at_max):
+    """log(at_max + below) as log(at_max) + log1p(below / at_max): at_max
+    counts the elements at the max, below sums the others, kept apart so
+    that the digits scipy keeps are kept (logsumexp([0, -40]) is 4.2e-18)."""
+    return math.log(at_max) + math.log1p(below / at_max)
+
+
+@njit(**_INTERNAL)
+def _log_sum_exp_split(x, mask, m, scale, normal, scratch):
+    """log(sum(exp((x - m) * scale))) of a row with finite max m; normal:
+    every exp is normal (see _exp_normal)."""
+    minus_inf = x.dtype.type(-np.inf)
+    zero = x.dtype.type(0.0)
+    n = x.shape[0]
+    below = 0.0
+    compensation = 0.0
+    at_max = 0
+    for start in range(0, n, _CHUNK):
+        length = min(_CHUNK, n - start)
+        xc = _span(x, start * x.itemsize, length)
+        sc = _span(scratch, 0, length)
+        count = 0
+        if mask is not None:
+            mc = _span(mask, start, length)
+            for k in range(length):
+                d = ((xc[k] if mc[k] else minus_inf) - m) * scale
+                is_max = d == zero
+                sc[k] = zero if is_max else _exp_nonpositive(d)
+                count += is_max
+        elif normal:
+            for k in range(length):
+                d = (xc[k] - m) * scale
+                is_max = d == zero
+                sc[k] = zero if is_max else _exp_normal(d)
+                count += is_max
+        else:
+            for k in range(length):
+                d = (xc[k] - m) * scale
+                is_max = d == zero
+                sc[k] = zero if is_max else _exp_nonpositive(d)
+                count += is_max
+        at_max += count
+        below, compensation = _neumaier_add(below, compensation, np.float64(_chunk_sum(sc)))
+    return _log_of_split_sum(below + compensation, np.float64(at_max))
+
+
+@njit(**_INTERNAL)
+def _is_wide(x, mask, m, temperature):
+    """Finite logits whose difference overflows the dtype, with T > 1:
+    (x - max) / T would be -inf where the exact value is finite, so such
+    rows divide first, x / T - max / T, in float64 (as _reference). With
+    T <= 1 the exact value is beyond the dtype's range anyway. An overflow
+    needs max above half an ulp of the largest float (2^103 / 2^970), so
+    only such rows are looked at again."""
+    if temperature <= 1.0 or m < (2.0**103 if x.itemsize == 4 else 2.0**970):
+        return False
+    low = np.inf
+    for k in range(x.shape[0]):
+        v = x[k]
+        if (mask is None or mask[k]) and v != -np.inf and v < low:
+            low = v
+    return np.isfinite(low) and not np.isfinite(m - x.dtype.type(low))
+
+
+@njit(**_INTERNAL)
+def _wide_row(x, y, mask, m, temperature, log):
+    """softmax / log_softmax into y (None: logsumexp only) of a wide row,
+    scalar, in float64 (such rows are rare). Returns the logsumexp. d <= 0
+    here too, so the exp is ours (the kernels never call libm's exp)."""
+    top = np.float64(m) / temperature
     below = 0.0
     compensation = 0.0
     at_max = 0.0
-    for k in range(x.shape[2]):
-        if has_mask and not mask[o, i, k]:
+    for k in range(x.shape[0]):
+        if mask is not None and not mask[k]:
             continue
-        d = (x[o, i, k] - m) * scale
+        d = np.float64(x[k]) / temperature - top
         if d == 0.0:
             at_max += 1.0
         else:
-            e = math.exp(d)
-            t = below + e
-            if abs(below) >= e:
-                compensation += (below - t) + e
-            else:
-                compensation += (e - t) + below
-            below = t
-    return math.log(at_max) + math.log1p((below + compensation) / at_max)
-
-
-@numba.njit(cache=True, nogil=True)
-def _special_row(x, out, mask, has_mask, o, i, m, active, has_nan, log):
-    """Fill a row whose max is not finite or that has nothing active."""
-    masked_value = -math.inf if log else 0.0
-    keeps_minus_inf = log and active > 0 and not has_nan and m == math.inf
-    for k in range(x.shape[2]):
-        if has_mask and not mask[o, i, k]:
-            out[o, i, k] = masked_value
-        elif keeps_minus_inf:
-            out[o, i, k] = math.nan if x[o, i, k] == math.inf else -math.inf
+            below, compensation = _neumaier_add(below, compensation, _exp_nonpositive(d))
+    below += compensation
+    log_sum = _log_of_split_sum(below, at_max)
+    if y is None:
+        return top + log_sum
+    inverse = 1.0 / (below + at_max)
+    for k in range(x.shape[0]):
+        d = np.float64(x[k]) / temperature - top
+        if mask is not None and not mask[k]:
+            y[k] = -np.inf if log else 0.0
+        elif log:
+            y[k] = d - log_sum
         else:
-            out[o, i, k] = math.nan
+            y[k] = _exp_nonpositive(d) * inverse
+    return top + log_sum
 
 
-@numba.njit(cache=True, nogil=True)
-def _softmax3(x, out, mask, has_mask, temperature, log):
+@njit(**_INTERNAL)
+def _special_row(x, y, mask, m, active, has_nan, log):
+    """A row whose max is NaN, +inf or -inf, or with nothing active: the
+    scipy.special values (as _reference); masked elements 0 or -inf."""
+    keeps_minus_inf = log and active > 0 and not has_nan and m == np.inf
+    for k in range(x.shape[0]):
+        if mask is not None and not mask[k]:
+            y[k] = -np.inf if log else 0.0
+        elif keeps_minus_inf:
+            y[k] = np.nan if x[k] == np.inf else -np.inf
+        else:
+            y[k] = np.nan
+
+
+@njit(**_INTERNAL)
+def _exp_store_sum(x, y, mask, m, scale, normal, scratch):
+    """Softmax pass 2: y = exp((x - m) * scale), masked elements 0; returns
+    sum(y) in float64. x may be y: each chunk is then read from a copy in
+    scratch, so that the loops see two arrays that do not overlap."""
+    minus_inf = x.dtype.type(-np.inf)
+    n = x.shape[0]
+    in_place = x.ctypes.data == y.ctypes.data
+    total = 0.0
+    compensation = 0.0
+    for start in range(0, n, _CHUNK):
+        length = min(_CHUNK, n - start)
+        yc = _span(y, start * y.itemsize, length)
+        if in_place:
+            xc = _span(scratch, 0, length)
+            for k in range(length):
+                xc[k] = yc[k]
+        else:
+            xc = _span(x, start * x.itemsize, length)
+        if mask is not None:
+            mc = _span(mask, start, length)
+            for k in range(length):
+                yc[k] = _exp_nonpositive(((xc[k] if mc[k] else minus_inf) - m) * scale)
+        elif normal:
+            for k in range(length):
+                yc[k] = _exp_normal((xc[k] - m) * scale)
+        else:
+            for k in range(length):
+                yc[k] = _exp_nonpositive((xc[k] - m) * scale)
+        total, compensation = _neumaier_add(total, compensation, np.float64(_chunk_sum(yc)))
+    return total + compensation
+
+
+@njit(**_INTERNAL)
+def _softmax_row(x, y, mask, temperature, scale, log, scratch):
+    """softmax or log_softmax of one row (x may be y)."""
+    n = x.shape[0]
+    m, low, active, has_nan = _scan_row(x, mask)
+    if active == 0 or has_nan or not np.isfinite(m):
+        _special_row(x, y, mask, m, active, has_nan, log)
+        return
+    if _is_wide(x, mask, m, temperature):
+        _wide_row(x, y, mask, m, temperature, log)
+        return
+    normal = _stays_normal(x, m, low, scale)
+    if not log:
+        factor = y.dtype.type(1.0 / _exp_store_sum(x, y, mask, m, scale, normal, scratch))
+        for k in range(n):
+            y[k] = y[k] * factor
+        return
+    log_sum = x.dtype.type(_log_sum_exp_split(x, mask, m, scale, normal, scratch))
+    # In place, x is y: one array, so the loop needs no overlap check.
+    if x.ctypes.data == y.ctypes.data:
+        for k in range(n):
+            y[k] = (y[k] - m) * scale - log_sum
+    else:
+        for k in range(n):
+            y[k] = (x[k] - m) * scale - log_sum
+    if mask is not None:
+        for k in range(n):
+            if not mask[k]:
+                y[k] = -np.inf
+
+
+@njit(**_INTERNAL)
+def _logsumexp_row(x, mask, temperature, scale, scratch):
+    m, low, active, has_nan = _scan_row(x, mask)
+    if active == 0:
+        return -np.inf
+    if has_nan:
+        return np.nan
+    if not np.isfinite(m):
+        return np.float64(m)  # +inf, or all -inf
+    if _is_wide(x, mask, m, temperature):
+        return _wide_row(x, None, mask, m, temperature, False)
+    normal = _stays_normal(x, m, low, scale)
+    log_sum = _log_sum_exp_split(x, mask, m, scale, normal, scratch)
+    return np.float64(m) / temperature + log_sum
+
+
+# ----------------------------------------------------------------------------
+# The 3-D views. Each kernel computes block `block` of `blocks` (a share of
+# the rows, or of the column tiles); the serial call is block 0 of 1, the
+# parallel kernels run the blocks over prange. A row is computed by the same
+# compiled code whatever block it falls in, so results do not depend on the
+# thread count.
+
+
+@njit(**_INTERNAL)
+def _block_range(units, block, blocks):
+    return units * block // blocks, units * (block + 1) // blocks
+
+
+@njit(**_JIT)
+def _softmax_rows(x, y, mask, temperature, log, block, blocks):
+    """Row by row: a contiguous row is used where it is, a strided one is
+    gathered into a buffer (and its result scattered back)."""
     outer, inner, n = x.shape
-    scale = 1.0 / temperature
-    for o in range(outer):
-        for i in range(inner):
-            m, active, has_nan = _scan(x, mask, has_mask, o, i)
-            if active == 0 or has_nan or not math.isfinite(m):
-                _special_row(x, out, mask, has_mask, o, i, m, active, has_nan, log)
-                continue
-            if log:
-                log_sum = _split_sum(x, mask, has_mask, o, i, m, scale)
-                for k in range(n):
-                    if has_mask and not mask[o, i, k]:
-                        out[o, i, k] = -math.inf
-                    else:
-                        out[o, i, k] = (x[o, i, k] - m) * scale - log_sum
-                continue
-            total = 0.0
-            compensation = 0.0
+    scale = x.dtype.type(1.0 / temperature)
+    first, last = _block_range(outer * inner, block, blocks)
+    x_contiguous = x.strides[2] == x.itemsize or n == 1
+    y_contiguous = y.strides[2] == y.itemsize or n == 1
+    buffer = np.empty(0 if x_contiguous and y_contiguous else n, x.dtype)
+    scratch = np.empty(min(n, _CHUNK), x.dtype)
+    if mask is not None:
+        mask_contiguous = mask.strides[2] == 1 or n == 1
+        mask_buffer = np.empty(0 if mask_contiguous else n, np.bool_)
+    for row in range(first, last):
+        o = row // inner
+        i = row - o * inner
+        if x_contiguous:
+            xr = _span(x, o * x.strides[0] + i * x.strides[1], n)
+        else:
             for k in range(n):
-                e = 0.0
-                if not has_mask or mask[o, i, k]:
-                    e = math.exp((x[o, i, k] - m) * scale)
-                out[o, i, k] = e
-                t = total + e
-                if abs(total) >= e:
-                    compensation += (total - t) + e
-                else:
-                    compensation += (e - t) + total
-                total = t
-            inverse = 1.0 / (total + compensation)
-            for k in range(n):
-                out[o, i, k] = out[o, i, k] * inverse
-
-
-@numba.njit(cache=True, nogil=True)
-def _logsumexp3(x, out, mask, has_mask, temperature):
-    outer, inner, _ = x.shape
-    scale = 1.0 / temperature
-    for o in range(outer):
-        for i in range(inner):
-            m, active, has_nan = _scan(x, mask, has_mask, o, i)
-            if active == 0:
-                out[o, i] = -math.inf
-            elif has_nan:
-                out[o, i] = math.nan
-            elif not math.isfinite(m):
-                out[o, i] = m
+                buffer[k] = x[o, i, k]
+            xr = buffer
+        yr = _span(y, o * y.strides[0] + i * y.strides[1], n) if y_contiguous else buffer
+        if mask is None:
+            _softmax_row(xr, yr, None, temperature, scale, log, scratch)
+        else:
+            if mask_contiguous:
+                mr = _span(mask, o * mask.strides[0] + i * mask.strides[1], n)
             else:
-                out[o, i] = m / temperature + _split_sum(x, mask, has_mask, o, i, m, scale)
+                for k in range(n):
+                    mask_buffer[k] = mask[o, i, k]
+                mr = mask_buffer
+            _softmax_row(xr, yr, mr, temperature, scale, log, scratch)
+        if not y_contiguous:
+            for k in range(n):
+                y[o, i, k] = buffer[k]
+
+
+@njit(**_JIT)
+def _logsumexp_rows(x, out, mask, temperature, block, blocks):
+    outer, inner, n = x.shape
+    scale = x.dtype.type(1.0 / temperature)
+    first, last = _block_range(outer * inner, block, blocks)
+    x_contiguous = x.strides[2] == x.itemsize or n == 1
+    buffer = np.empty(0 if x_contiguous else n, x.dtype)
+    scratch = np.empty(min(n, _CHUNK), x.dtype)
+    if mask is not None:
+        mask_contiguous = mask.strides[2] == 1 or n == 1
+        mask_buffer = np.empty(0 if mask_contiguous else n, np.bool_)
+    for row in range(first, last):
+        o = row // inner
+        i = row - o * inner
+        if x_contiguous:
+            xr = _span(x, o * x.strides[0] + i * x.strides[1], n)
+        else:
+            for k in range(n):
+                buffer[k] = x[o, i, k]
+            xr = buffer
+        if mask is None:
+            out[o, i] = _logsumexp_row(xr, None, temperature, scale, scratch)
+        else:
+            if mask_contiguous:
+                mr = _span(mask, o * mask.strides[0] + i * mask.strides[1], n)
+            else:
+                for k in range(n):
+                    mask_buffer[k] = mask[o, i, k]
+                mr = mask_buffer
+            out[o, i] = _logsumexp_row(xr, mr, temperature, scale, scratch)
+
+
+# Column tiles: a strided reduction axis beside a contiguous inner axis (a
+# reduction over a non-last axis). The vector loops run across the w
+# neighbouring rows i0 .. i0 + w of a tile, one k at a time, with each row's
+# state (max, slot sums) in small arrays. Wide tiles pay off: the loop
+# overheads are per k, and a pass sweeps memory in long runs (1024 x 1024
+# float32 over axis 0: 4.1 ms at 1024 columns a tile, 6.6 ms at 64). Each
+# row's sum is taken in exactly the order of the row kernel (_chunk_sum,
+# chunks, compensation), so a row gives the same bits either way, whatever
+# the tile width. A tile holding a special or wide row is done row by row
+# through a gathered copy instead.
+
+
+@njit(**_INTERNAL)
+def _tile_width(x, blocks):
+    """Rows per tile: up to _TILE_COLUMNS, fewer so that `blocks` threads
+    each get a tile."""
+    outer, inner = x.shape[0], x.shape[1]
+    per_outer = max(1, -(-blocks // outer))
+    return min(inner, _TILE_COLUMNS, max(_TILE_MIN_COLUMNS, -(-inner // per_outer)))
+
+
+@njit(**_INTERNAL)
+def _mask_segment(mask, o, i0, k, w, buffer):
+    """mask[o, i0:i0 + w, k] as a contiguous bool array."""
+    if mask.strides[1] == 1:
+        return _span(mask, o * mask.strides[0] + i0 + k * mask.strides[2], w)
+    for j in range(w):
+        buffer[j] = mask[o, i0 + j, k]
+    return _span(buffer, 0, w)
+
+
+@njit(**_INTERNAL)
+def _tile_scan(x, mask, o, i0, w, temperature, scale, m, mask_buffer):
+    """The max of each row of a tile into m. Returns 0 if a row of the tile
+    is special or may be wide (it takes the row path then), 2 if every exp
+    of the tile is normal (see _stays_normal), else 1."""
+    n = x.shape[2]
+    minus_inf = x.dtype.type(-np.inf)
+    base = o * x.strides[0] + i0 * x.itemsize
+    low = np.empty(w, x.dtype)
+    active = np.empty(w, np.int64)
+    nan = np.zeros(w, np.bool_)
+    for j in range(w):
+        m[j] = minus_inf
+        low[j] = np.inf
+        active[j] = n
+    for k in range(n):
+        xs = _span(x, base + k * x.strides[2], w)
+        if mask is None:
+            for j in range(w):
+                v = xs[j]
+                nan[j] |= v != v
+                m[j] = v if v > m[j] else m[j]
+                low[j] = v if v < low[j] else low[j]
+        else:
+            ms = _mask_segment(mask, o, i0, k, w, mask_buffer)
+            for j in range(w):
+                on = ms[j]
+                v = xs[j] if on else minus_inf
+                active[j] -= not on
+                nan[j] |= v != v
+                m[j] = v if v > m[j] else m[j]
+                low[j] = v if v < low[j] else low[j]
+    wide_limit = 2.0**103 if x.itemsize == 4 else 2.0**970
+    normal = True
+    for j in range(w):
+        if active[j] == 0 or nan[j] or not np.isfinite(m[j]):
+            return 0
+        if temperature > 1.0 and m[j] >= wide_limit:
+            return 0
+        normal = normal and _stays_normal(x, m[j], low[j], scale)
+    return 2 if normal else 1
+
+
+@njit(**_INTERNAL)
+def _tile_add_to_slots(values, slots, slot, width, w):
+    """slots[slot] += values, for the w rows of a tile (slots holds
+    _SLOTS rows of `width`)."""
+    s = _span(slots, slot * width * slots.itemsize, w)
+    for j in range(w):
+        s[j] += values[j]
+
+
+@njit(**_INTERNAL)
+def _tile_fold_slots(slots, width, w, total, compensation):
+    """Fold the slots of each row as _chunk_sum does, add the result to the
+    row's compensated float64 total, and clear the slots."""
+    size = slots.itemsize * width
+    a0 = _span(slots, 0, w)
+    a1 = _span(slots, size, w)
+    a2 = _span(slots, 2 * size, w)
+    a3 = _span(slots, 3 * size, w)
+    a4 = _span(slots, 4 * size, w)
+    a5 = _span(slots, 5 * size, w)
+    a6 = _span(slots, 6 * size, w)
+    a7 = _span(slots, 7 * size, w)
+    for j in range(w):
+        chunk = np.float64(
+            ((a0[j] + a1[j]) + (a2[j] + a3[j])) + ((a4[j] + a5[j]) + (a6[j] + a7[j]))
+        )
+        s = total[j]
+        t = s + chunk
+        if abs(s) >= abs(chunk):
+            compensation[j] += (s - t) + chunk
+        else:
+            compensation[j] += (chunk - t) + s
+        total[j] = t
+    slots[:] = 0
+
+
+@njit(**_INTERNAL)
+def _tile_log_sums(
+    x, mask, o, i0, w, scale, normal, m, e, slots, total, compensation, at_max, mask_buffer
+):
+    """log(sum(exp(d))) of each row of a scanned tile into total, as
+    _log_sum_exp_split computes it for a row."""
+    n = x.shape[2]
+    width = m.shape[0]
+    minus_inf = x.dtype.type(-np.inf)
+    zero = x.dtype.type(0.0)
+    base = o * x.strides[0] + i0 * x.itemsize
+    slots[:] = 0
+    for j in range(w):
+        total[j] = 0.0
+        compensation[j] = 0.0
+        at_max[j] = 0
+    for k in range(n):
+        xs = _span(x, base + k * x.strides[2], w)
+        if mask is not None:
+            ms = _mask_segment(mask, o, i0, k, w, mask_buffer)
+            for j in range(w):
+                d = ((xs[j] if ms[j] else minus_inf) - m[j]) * scale
+                is_max = d == zero
+                e[j] = zero if is_max else _exp_nonpositive(d)
+                at_max[j] += is_max
+        elif normal:
+            for j in range(w):
+                d = (xs[j] - m[j]) * scale
+                is_max = d == zero
+                e[j] = zero if is_max else _exp_normal(d)
+                at_max[j] += is_max
+        else:
+            for j in range(w):
+                d = (xs[j] - m[j]) * scale
+                is_max = d == zero
+                e[j] = zero if is_max else _exp_nonpositive(d)
+                at_max[j] += is_max
+        r = k % _CHUNK
+        _tile_add_to_slots(e, slots, r % _SLOTS, width, w)
+        if r == _CHUNK - 1 or k == n - 1:
+            _tile_fold_slots(slots, width, w, total, compensation)
+    for j in range(w):
+        total[j] = _log_of_split_sum(total[j] + compensation[j], np.float64(at_max[j]))
+
+
+@njit(**_INTERNAL)
+def _tile_by_rows(x, y, mask, o, i0, w, temperature, scale, log, buffer, mask_buffer, scratch):
+    """The rows of a tile one at a time, each through a gathered copy in
+    buffer (tiles holding a special or wide row)."""
+    n = x.shape[2]
+    for j in range(w):
+        for k in range(n):
+            buffer[k] = x[o, i0 + j, k]
+        if mask is not None:
+            for k in range(n):
+                mask_buffer[k] = mask[o, i0 + j, k]
+            _softmax_row(buffer, buffer, _span(mask_buffer, 0, n), temperature, scale, log, scratch)
+        else:
+            _softmax_row(buffer, buffer, None, temperature, scale, log, scratch)
+        for k in range(n):
+            y[o, i0 + j, k] = buffer[k]
+
+
+@njit(**_JIT)
+def _softmax_tiles(x, y, mask, temperature, log, block, blocks):
+    """softmax / log_softmax by column tiles: scan, then exp + store + slot
+    sums and a scale pass (softmax), or split sums and a subtract pass."""
+    outer, inner, n = x.shape
+    scale = x.dtype.type(1.0 / temperature)
+    minus_inf = x.dtype.type(-np.inf)
+    width = _tile_width(x, blocks)
+    tiles = (inner + width - 1) // width
+    first, last = _block_range(outer * tiles, block, blocks)
+    m = np.empty(width, x.dtype)
+    factor = np.empty(width, x.dtype)
+    e = np.empty(width, x.dtype)
+    slots = np.zeros(_SLOTS * width, x.dtype)
+    total = np.empty(width, np.float64)
+    compensation = np.empty(width, np.float64)
+    at_max = np.empty(width, np.int64)
+    buffer = np.empty(n, x.dtype)
+    scratch = np.empty(min(n, _CHUNK), x.dtype)
+    mask_buffer = np.empty(max(width, n) if mask is not None else 0, np.bool_)
+    for unit in range(first, last):
+        o = unit // tiles
+        i0 = (unit - o * tiles) * width
+        w = min(width, inner - i0)
+        kind = _tile_scan(x, mask, o, i0, w, temperature, scale, m, mask_buffer)
+        if kind == 0:
+            _tile_by_rows(
+                x, y, mask, o, i0, w, temperature, scale, log, buffer, mask_buffer, scratch
+            )
+            continue
+        x_base = o * x.strides[0] + i0 * x.itemsize
+        y_base = o * y.strides[0] + i0 * y.itemsize
+        in_place = x.ctypes.data + x_base == y.ctypes.data + y_base
+        if log:
+            _tile_log_sums(
+                x,
+                mask,
+                o,
+                i0,
+                w,
+                scale,
+                kind == 2,
+                m,
+                e,
+                slots,
+                total,
+                compensation,
+                at_max,
+                mask_buffer,
+            )
+            for j in range(w):
+                factor[j] = total[j]  # the log of the sum, in the dtype
+            for k in range(n):
+                ys = _span(y, y_base + k * y.strides[2], w)
+                if in_place:
+                    for j in range(w):
+                        ys[j] = (ys[j] - m[j]) * scale - factor[j]
+                else:
+                    xs = _span(x, x_base + k * x.strides[2], w)
+                    for j in range(w):
+                        ys[j] = (xs[j] - m[j]) * scale - factor[j]
+                if mask is not None:
+                    ms = _mask_segment(mask, o, i0, k, w, mask_buffer)
+                    for j in range(w):
+                        if not ms[j]:
+                            ys[j] = minus_inf
+            continue
+        slots[:] = 0
+        for j in range(w):
+            total[j] = 0.0
+            compensation[j] = 0.0
+        for k in range(n):
+            ys = _span(y, y_base + k * y.strides[2], w)
+            xs = _span(x, x_base + k * x.strides[2], w)
+            if mask is not None:
+                ms = _mask_segment(mask, o, i0, k, w, mask_buffer)
+                for j in range(w):
+                    ys[j] = _exp_nonpositive(((xs[j] if ms[j] else minus_inf) - m[j]) * scale)
+            elif in_place and kind == 2:
+                for j in range(w):
+                    ys[j] = _exp_normal((ys[j] - m[j]) * scale)
+            elif in_place:
+                for j in range(w):
+                    ys[j] = _exp_nonpositive((ys[j] - m[j]) * scale)
+            elif kind == 2:
+                for j in range(w):
+                    ys[j] = _exp_normal((xs[j] - m[j]) * scale)
+            else:
+                for j in range(w):
+                    ys[j] = _exp_nonpositive((xs[j] - m[j]) * scale)
+            r = k % _CHUNK
+            _tile_add_to_slots(ys, slots, r % _SLOTS, width, w)
+            if r == _CHUNK - 1 or k == n - 1:
+                _tile_fold_slots(slots, width, w, total, compensation)
+        for j in range(w):
+            factor[j] = 1.0 / (total[j] + compensation[j])
+        for k in range(n):
+            ys = _span(y, y_base + k * y.strides[2], w)
+            for j in range(w):
+                ys[j] = ys[j] * factor[j]
+
+
+@njit(**_JIT)
+def _logsumexp_tiles(x, out, mask, temperature, block, blocks):
+    """logsumexp by column tiles: scan, then split sums."""
+    outer, inner, n = x.shape
+    scale = x.dtype.type(1.0 / temperature)
+    width = _tile_width(x, blocks)
+    tiles = (inner + width - 1) // width
+    first, last = _block_range(outer * tiles, block, blocks)
+    m = np.empty(width, x.dtype)
+    e = np.empty(width, x.dtype)
+    slots = np.zeros(_SLOTS * width, x.dtype)
+    total = np.empty(width, np.float64)
+    compensation = np.empty(width, np.float64)
+    at_max = np.empty(width, np.int64)
+    buffer = np.empty(n, x.dtype)
+    scratch = np.empty(min(n, _CHUNK), x.dtype)
+    mask_buffer = np.empty(max(width, n) if mask is not None else 0, np.bool_)
+    for unit in range(first, last):
+        o = unit // tiles
+        i0 = (unit - o * tiles) * width
+        w = min(width, inner - i0)
+        kind = _tile_scan(x, mask, o, i0, w, temperature, scale, m, mask_buffer)
+        if kind:
+            _tile_log_sums(
+                x,
+                mask,
+                o,
+                i0,
+                w,
+                scale,
+                kind == 2,
+                m,
+                e,
+                slots,
+                total,
+                compensation,
+                at_max,
+                mask_buffer,
+            )
+            for j in range(w):
+                out[o, i0 + j] = np.float64(m[j]) / temperature + total[j]
+            continue
+        for j in range(w):  # a special or wide row in the tile: row by row
+            for k in range(n):
+                buffer[k] = x[o, i0 + j, k]
+            if mask is None:
+                out[o, i0 + j] = _logsumexp_row(buffer, None, temperature, scale, scratch)
+            else:
+                for k in range(n):
+                    mask_buffer[k] = mask[o, i0 + j, k]
+                out[o, i0 + j] = _logsumexp_row(
+                    buffer, _span(mask_buffer, 0, n), temperature, scale, scratch
+                )
+
+
+@njit(parallel=True, **_JIT)
+def _softmax_rows_parallel(x, y, mask, temperature, log, blocks):
+    for block in prange(blocks):
+        _softmax_rows(x, y, mask, temperature, log, block, blocks)
+
+
+@njit(parallel=True, **_JIT)
+def _softmax_tiles_parallel(x, y, mask, temperature, log, blocks):
+    for block in prange(blocks):
+        _softmax_tiles(x, y, mask, temperature, log, block, blocks)
+
+
+@njit(parallel=True, **_JIT)
+def _logsumexp_rows_parallel(x, out, mask, temperature, blocks):
+    for block in prange(blocks):
+        _logsumexp_rows(x, out, mask, temperature, block, blocks)
+
+
+@njit(parallel=True, **_JIT)
+def _logsumexp_tiles_parallel(x, out, mask, temperature, blocks):
+    for block in prange(blocks):
+        _logsumexp_tiles(x, out, mask, temperature, block, blocks)
+
+
+# ----------------------------------------------------------------------------
+# The backend interface.
+
+_threads = 1
+# The parallel kernels run one call at a time (numba's workqueue threading
+# layer must not be entered from two threads at once); a call that finds
+# them busy runs serially, with the same results.
+_parallel_lock = threading.Lock()
+
+
+def _blocks(size: int) -> int:
+    if _threads <= 1 or size < _PARALLEL_MIN_ELEMENTS:
+        return 1
+    return min(_threads, size // _PARALLEL_MIN_ELEMENTS)
+
+
+def _by_columns(x: np.ndarray) -> bool:
+    """A strided reduction axis beside a contiguous inner axis of at least 8
+    rows: column tiles (fewer rows gather better)."""
+    strides = x.strides
+    return strides[2] != x.itemsize and strides[1] == x.itemsize and x.shape[1] >= 8
 
 
 def softmax_rows(
     x: np.ndarray, out: np.ndarray, mask: np.ndarray | None, temperature: float, log: bool
 ) -> None:
-    has_mask = mask is not None
-    _softmax3(x, out, mask if has_mask else _NO_MASK, has_mask, float(temperature), log)
+    tiles = _by_columns(x) and out.strides[1] == out.itemsize
+    blocks = _blocks(x.size)
+    if blocks > 1 and _parallel_lock.acquire(blocking=False):
+        try:
+            if numba.get_num_threads() != blocks:
+                numba.set_num_threads(blocks)
+            kernel = _softmax_tiles_parallel if tiles else _softmax_rows_parallel
+            kernel(x, out, mask, temperature, log, blocks)
+        finally:
+            _parallel_lock.release()
+    elif tiles:
+        _softmax_tiles(x, out, mask, temperature, log, 0, 1)
+    else:
+        _softmax_rows(x, out, mask, temperature, log, 0, 1)
 
 
 def logsumexp_rows(
     x: np.ndarray, out: np.ndarray, mask: np.ndarray | None, temperature: float
 ) -> None:
-    has_mask = mask is not None
-    _logsumexp3(x, out, mask if has_mask else _NO_MASK, has_mask, float(temperature))
+    tiles = _by_columns(x)
+    blocks = _blocks(x.size)
+    if blocks > 1 and _parallel_lock.acquire(blocking=False):
+        try:
+            if numba.get_num_threads() != blocks:
+                numba.set_num_threads(blocks)
+            kernel = _logsumexp_tiles_parallel if tiles else _logsumexp_rows_parallel
+            kernel(x, out, mask, temperature, blocks)
+        finally:
+            _parallel_lock.release()
+    elif tiles:
+        _logsumexp_tiles(x, out, mask, temperature, 0, 1)
+    else:
+        _logsumexp_rows(x, out, mask, temperature, 0, 1)
 
 
 def set_num_threads(threads: int) -> None:
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    """Threads for large inputs, at most numba's pool (NUMBA_NUM_THREADS).
+    numba's own setting is per calling thread, so the parallel calls set it
+    again when it differs."""
+    global _threads
+    _threads = max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(_threads)
+
+
+def exp_nonpositive(d: np.ndarray, normal: bool = False) -> np.ndarray:
+    """The kernels' exp(d) for d <= 0 (float32 or float64), elementwise, for
+    accuracy measurements; normal=True: the variant for d >= -87 (float32) /
+    -707 (float64), used for rows whose every exp is normal."""
+    d = np.ascontiguousarray(d)
+    out = np.empty_like(d)
+    _exp_array(d.reshape(-1), out.reshape(-1), bool(normal))
+    return out

@@ -1,0 +1,245 @@
+"""The Numba backend on its own: its exp (ULP, edges, no libm call in the
+hot loops), the column tiles against the row kernel bit for bit, threads
+(prange, results independent of the count) and the on-disk cache.
+
+The rest of the suite runs every public function through backend="numba".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from conftest import random_logits
+
+import fastsoftmax as fs
+
+pytestmark = pytest.mark.skipif("numba" not in fs.backends(), reason="numba is not installed")
+
+
+@pytest.fixture(scope="module")
+def nb():
+    from fastsoftmax import _backends
+
+    return _backends.get("numba")
+
+
+def ulp_error(got: np.ndarray, exact: np.ndarray, dtype) -> np.ndarray:
+    """|got - exact| in units of the spacing of dtype at the exact value
+    (the subnormal spacing below the smallest normal)."""
+    spacing = np.spacing(np.abs(exact.astype(dtype))).astype(exact.dtype)
+    return np.abs(got.astype(exact.dtype) - exact) / spacing
+
+
+# The measured maxima (docs/numba_notes.md) are 1.007 ULP (float32) and
+# 0.985 ULP (float64); the bounds leave room for another CPU's FMA choice.
+
+
+def test_exp_float32_dense_sweep(nb):
+    d = -np.linspace(0, 104, 4_000_001, dtype=np.float32)
+    d = np.concatenate([d, -(np.float32(2.0) ** -np.arange(1, 40, dtype=np.float32))])
+    err = ulp_error(nb.exp_nonpositive(d), np.exp(d.astype(np.float64)), np.float32)
+    assert err.max() <= 1.05, (err.max(), d[np.argmax(err)])
+
+
+def test_exp_float64_random_points(nb):
+    if np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps:
+        pytest.skip("long double is double here: no higher-precision reference")
+    rng = np.random.default_rng(41)
+    d = np.concatenate(
+        [
+            -rng.uniform(0, 746, 1_000_000),
+            -rng.uniform(0, 1, 100_000),
+            -np.exp2(-np.arange(1.0, 60.0)),
+            [-745.0, -708.4, -708.39, -707.0],
+        ]
+    )
+    err = ulp_error(nb.exp_nonpositive(d), np.exp(d.astype(np.longdouble)), np.float64)
+    assert err.max() <= 1.0, (err.max(), d[np.argmax(err)])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_edges(nb, dtype):
+    d = np.array([0.0, -0.0, -np.inf, -1e6, -np.finfo(dtype).tiny, -1e-30], dtype=dtype)
+    got = nb.exp_nonpositive(d)
+    np.testing.assert_array_equal(got, [1, 1, 0, 0, 1, 1])
+    tiny = np.finfo(dtype).tiny
+    subnormal = nb.exp_nonpositive(np.array([np.log(tiny) - 3], dtype=dtype))[0]
+    assert 0 < subnormal < tiny  # rounded, not flushed
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_normal_range_exp_is_the_same_bits(nb, dtype):
+    """Rows whose every exp is normal take the shorter exp: same bits."""
+    limit = -87.0 if dtype == np.float32 else -707.0
+    d = np.linspace(limit, 0, 1_000_001).astype(dtype)
+    np.testing.assert_array_equal(nb.exp_nonpositive(d, normal=True), nb.exp_nonpositive(d))
+
+
+def _libm_exp_calls(asm: str) -> list[str]:
+    """References to libm's exp in assembly: numba loads the address
+    (movabsq $expf, %reg) and calls through the register; a small code
+    model would call it by name (call expf@PLT)."""
+    return re.findall(r"(?:\$|call[a-z]*\s+)_*exp(?:f|l)?(?:_finite)?\b(?!\.)", asm)
+
+
+def test_no_libm_exp_in_the_kernels(nb):
+    """No per-element call into the C math library: the row kernel (all of
+    it: scan, exp and sums, log variants, special and wide rows) and the exp
+    never reference exp/expf, and the exp loop is vectorized (packed
+    multiplies). Compiled afresh here: numba cannot show the assembly of
+    code loaded from its cache."""
+    import numba
+
+    options = {"nogil": True, "error_model": "numpy"}
+    rows = numba.njit(**options)(nb._softmax_rows.py_func)
+    exp = numba.njit(**options)(nb._exp_array.py_func)
+    for dtype in (np.float32, np.float64):
+        x = random_logits(np.random.default_rng(3), (2, 1, 40), dtype)
+        rows(x, np.empty_like(x), None, 1.0, False, 0, 1)
+        exp(-np.abs(x[0, 0]), np.empty_like(x[0, 0]), False)
+    for kernel in (rows, exp):
+        for signature in kernel.signatures:
+            asm = kernel.inspect_asm(signature)
+            assert not _libm_exp_calls(asm), (kernel, signature, _libm_exp_calls(asm)[:3])
+    for signature in exp.signatures:
+        packed = "mulps" if "float32" in str(signature) else "mulpd"
+        assert packed in exp.inspect_asm(signature), signature
+
+
+def test_the_asm_check_sees_a_libm_call():
+    """The check above would catch a plain np.exp loop."""
+    numba = pytest.importorskip("numba")
+
+    @numba.njit
+    def plain(x, out):
+        for k in range(x.shape[0]):
+            out[k] = np.exp(x[k])
+
+    x = np.zeros(4, np.float32)
+    plain(x, x.copy())
+    assert _libm_exp_calls(plain.inspect_asm(plain.signatures[0]))
+
+
+@pytest.mark.parametrize("kind", ["softmax", "log_softmax", "logsumexp"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_column_tiles_match_rows_bit_for_bit(kind, masked):
+    """A reduction over axis 0 runs across column tiles, in the summation
+    order of the row kernel: the same bits as the contiguous copy, over
+    several sum chunks (1300 > 512), several tiles (2100 > 2048), the
+    masked and the in-place paths."""
+    rng = np.random.default_rng(9)
+    for dtype in (np.float32, np.float64):
+        for shape in ((1300, 70), (600, 257), (3, 1000), (40, 2100)):
+            x = random_logits(rng, shape, dtype)
+            where = rng.random(shape) < 0.8 if masked else None
+            f = getattr(fs, kind)
+            got = f(x, axis=0, where=where, backend="numba")
+            contiguous = np.ascontiguousarray(x.T)
+            mask_t = None if where is None else np.ascontiguousarray(where.T)
+            want = f(contiguous, axis=-1, where=mask_t, backend="numba")
+            np.testing.assert_array_equal(got, want if kind == "logsumexp" else want.T)
+            if kind != "logsumexp" and not masked:
+                y = x.copy()
+                f(y, axis=0, out=y, backend="numba")
+                np.testing.assert_array_equal(y, want.T)
+
+
+@pytest.fixture
+def two_threads(nb):
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread here")
+    previous = fs.get_num_threads()
+    yield
+    fs.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "log_softmax", "logsumexp"])
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_prange_results_do_not_depend_on_threads(nb, two_threads, kind, axis):
+    import numba
+
+    x = random_logits(np.random.default_rng(10), (512, 600), np.float32)
+    f = getattr(fs, kind)
+    fs.set_num_threads(1)
+    serial = f(x, axis=axis, backend="numba")
+    fs.set_num_threads(2)
+    assert numba.get_num_threads() == 2  # fastsoftmax.set_num_threads governs numba
+    parallel = f(x, axis=axis, backend="numba")
+    kernel = {
+        ("softmax", -1): nb._softmax_rows_parallel,
+        ("softmax", 0): nb._softmax_tiles_parallel,
+        ("logsumexp", -1): nb._logsumexp_rows_parallel,
+        ("logsumexp", 0): nb._logsumexp_tiles_parallel,
+    }[("logsumexp" if kind == "logsumexp" else "softmax", axis)]
+    assert kernel.signatures, "the parallel kernel did not run"
+    np.testing.assert_array_equal(parallel, serial)
+
+
+def test_small_inputs_stay_serial(nb, two_threads):
+    fs.set_num_threads(2)
+    assert nb._blocks(64 * 1000) == 1
+    assert nb._blocks(1 << 20) == 2
+
+
+def test_calls_from_many_threads_at_once(two_threads):
+    from concurrent.futures import ThreadPoolExecutor
+
+    fs.set_num_threads(2)
+    rng = np.random.default_rng(11)
+    inputs = [random_logits(rng, (300, 1000), np.float32) for _ in range(4)]
+    want = [fs.softmax(x, backend="numba") for x in inputs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda x: fs.softmax(x, backend="numba"), inputs * 3))
+    for i, y in enumerate(got):
+        np.testing.assert_array_equal(y, want[i % len(inputs)])
+
+
+_CACHE_PROBE = textwrap.dedent(
+    """
+    import json, sys, time
+    import numpy as np
+    import fastsoftmax as fs
+    assert "numba" not in sys.modules
+    x = np.random.default_rng(0).standard_normal((4, 100)).astype(np.float32)
+    start = time.perf_counter()
+    fs.softmax(x, backend="numba")
+    seconds = time.perf_counter() - start
+    from fastsoftmax import _numba_backend as nb
+    stats = nb._softmax_rows.stats
+    print(json.dumps([seconds, sum(stats.cache_hits.values()), sum(stats.cache_misses.values())]))
+    """
+)
+
+
+def test_a_second_process_does_not_compile_again(tmp_path):
+    """cache=True: the first process compiles and writes the cache, the
+    next one loads it (a cache hit, no miss) instead of compiling."""
+    import json
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+
+    def run() -> tuple[float, int, int]:
+        done = subprocess.run(
+            [sys.executable, "-c", _CACHE_PROBE],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return tuple(json.loads(done.stdout.strip().splitlines()[-1]))
+
+    _, first_hits, first_misses = run()
+    assert first_misses >= 1 and first_hits == 0
+    assert list(tmp_path.rglob("*.nbi")) and list(tmp_path.rglob("*.nbc"))
+    _, hits, misses = run()
+    assert hits >= 1 and misses == 0
