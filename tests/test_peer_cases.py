@@ -494,7 +494,7 @@ def test_scipy_logsumexp_dtypes(backend):
         got = call("logsumexp", a, -1, backend=backend)
         expected_dtype = np.float32 if dtype == "float32" else np.float64
         assert np.asarray(got).dtype == expected_dtype
-        rel = 4 * np.finfo(expected_dtype).eps
+        rel = 4 * float(np.finfo(expected_dtype).eps)
         assert float(got) == pytest.approx(1000.0 + math.log(2.0), rel=rel)
 
     run_all(["float32", "float64", "int32", "int64"], one)

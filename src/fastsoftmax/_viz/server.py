@@ -261,6 +261,9 @@ class VizServer(ThreadingHTTPServer):
     """A threading HTTP server on 127.0.0.1 (port 0: a free one)."""
 
     daemon_threads = True
+    # The listen backlog: the default 5 resets connections when a page's
+    # requests (or a test's 24 at once) arrive while the machine is busy.
+    request_queue_size = 128
 
     def __init__(self, port: int = 0, verbose: bool = False) -> None:
         self.verbose = verbose
