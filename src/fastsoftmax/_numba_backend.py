@@ -95,11 +95,11 @@ def _span(typingctx, array, offset, length):
     return result(array, offset, length), codegen
 
 
-def _number_reduction(name):
+def _binary_intrinsic(name, fastmath=()):
     def codegen(context, builder, signature, args):
         ty = args[0].type
         fn = builder.module.declare_intrinsic(name, [ty], llvm_ir.FunctionType(ty, [ty, ty]))
-        return builder.call(fn, args, fastmath=("nnan", "nsz"))
+        return builder.call(fn, args, fastmath=fastmath)
 
     return codegen
 
@@ -109,13 +109,28 @@ def _max_of_numbers(typingctx, a, b):
     """``llvm.maxnum`` with no-NaN flags, so that a max reduction vectorizes.
     The result is meaningless when an argument is NaN; callers track NaN
     separately and discard the max then."""
-    return a(a, b), _number_reduction("llvm.maxnum")
+    return a(a, b), _binary_intrinsic("llvm.maxnum", ("nnan", "nsz"))
 
 
 @intrinsic
 def _min_of_numbers(typingctx, a, b):
     """``llvm.minnum`` with no-NaN flags (as _max_of_numbers)."""
-    return a(a, b), _number_reduction("llvm.minnum")
+    return a(a, b), _binary_intrinsic("llvm.minnum", ("nnan", "nsz"))
+
+
+@intrinsic
+def _maxnum(typingctx, a, b):
+    """``llvm.maxnum``: the larger, NaN ignored. For elementwise updates
+    (``m[j] = max(m[j], v)``): written as ``v if v > m[j] else m[j]`` LLVM
+    makes the store conditional and vectorizes it with masked stores,
+    which are microcoded (slow) on AMD CPUs."""
+    return a(a, b), _binary_intrinsic("llvm.maxnum")
+
+
+@intrinsic
+def _minnum(typingctx, a, b):
+    """``llvm.minnum``: the smaller, NaN ignored (as _maxnum)."""
+    return a(a, b), _binary_intrinsic("llvm.minnum")
 
 
 @intrinsic
@@ -394,26 +409,26 @@ def _log_sum_exp_split(x, mask, m, scale, normal, scratch):
         length = min(_CHUNK, n - start)
         xc = _span(x, start * x.itemsize, length)
         sc = _span(scratch, 0, length)
-        count = 0
+        count = np.int32(0)  # int32: 8 lanes a vector, as the float32 exps
         if mask is not None:
             mc = _span(mask, start, length)
             for k in range(length):
                 d = ((xc[k] if mc[k] else minus_inf) - m) * scale
                 is_max = d == zero
                 sc[k] = zero if is_max else _exp_nonpositive(d)
-                count += is_max
+                count = np.int32(count + np.int32(is_max))
         elif normal:
             for k in range(length):
                 d = (xc[k] - m) * scale
                 is_max = d == zero
                 sc[k] = zero if is_max else _exp_normal(d)
-                count += is_max
+                count = np.int32(count + np.int32(is_max))
         else:
             for k in range(length):
                 d = (xc[k] - m) * scale
                 is_max = d == zero
                 sc[k] = zero if is_max else _exp_nonpositive(d)
-                count += is_max
+                count = np.int32(count + np.int32(is_max))
         at_max += count
         below, compensation = _neumaier_add(below, compensation, np.float64(_chunk_sum(sc)))
     return _log_of_split_sum(below + compensation, np.float64(at_max))
@@ -535,17 +550,18 @@ def _softmax_row(x, y, mask, temperature, scale, log, scratch):
             y[k] = y[k] * factor
         return
     log_sum = x.dtype.type(_log_sum_exp_split(x, mask, m, scale, normal, scratch))
-    # In place, x is y: one array, so the loop needs no overlap check.
-    if x.ctypes.data == y.ctypes.data:
+    minus_inf = x.dtype.type(-np.inf)
+    # In place, x is y: one array, so the loop needs no overlap check. (The
+    # mask is a select, not an "if": LLVM would make a conditional store.)
+    if mask is not None:
+        for k in range(n):
+            y[k] = (x[k] - m) * scale - log_sum if mask[k] else minus_inf
+    elif x.ctypes.data == y.ctypes.data:
         for k in range(n):
             y[k] = (y[k] - m) * scale - log_sum
     else:
         for k in range(n):
             y[k] = (x[k] - m) * scale - log_sum
-    if mask is not None:
-        for k in range(n):
-            if not mask[k]:
-                y[k] = -np.inf
 
 
 @njit(**_INTERNAL)
@@ -700,8 +716,8 @@ def _tile_scan(x, mask, o, i0, w, temperature, scale, m, mask_buffer):
             for j in range(w):
                 v = xs[j]
                 nan[j] |= v != v
-                m[j] = v if v > m[j] else m[j]
-                low[j] = v if v < low[j] else low[j]
+                m[j] = _maxnum(m[j], v)
+                low[j] = _minnum(low[j], v)
         else:
             ms = _mask_segment(mask, o, i0, k, w, mask_buffer)
             for j in range(w):
@@ -709,8 +725,8 @@ def _tile_scan(x, mask, o, i0, w, temperature, scale, m, mask_buffer):
                 v = xs[j] if on else minus_inf
                 active[j] -= not on
                 nan[j] |= v != v
-                m[j] = v if v > m[j] else m[j]
-                low[j] = v if v < low[j] else low[j]
+                m[j] = _maxnum(m[j], v)
+                low[j] = _minnum(low[j], v)
     wide_limit = 2.0**103 if x.itemsize == 4 else 2.0**970
     normal = True
     for j in range(w):
@@ -723,18 +739,10 @@ def _tile_scan(x, mask, o, i0, w, temperature, scale, m, mask_buffer):
 
 
 @njit(**_INTERNAL)
-def _tile_add_to_slots(values, slots, slot, width, w):
-    """slots[slot] += values, for the w rows of a tile (slots holds
-    _SLOTS rows of `width`)."""
-    s = _span(slots, slot * width * slots.itemsize, w)
-    for j in range(w):
-        s[j] += values[j]
-
-
-@njit(**_INTERNAL)
 def _tile_fold_slots(slots, width, w, total, compensation):
     """Fold the slots of each row as _chunk_sum does, add the result to the
-    row's compensated float64 total, and clear the slots."""
+    row's compensated float64 total, and clear the slots (and what follows
+    them in the array)."""
     size = slots.itemsize * width
     a0 = _span(slots, 0, w)
     a1 = _span(slots, size, w)
@@ -760,47 +768,54 @@ def _tile_fold_slots(slots, width, w, total, compensation):
 
 @njit(**_INTERNAL)
 def _tile_log_sums(
-    x, mask, o, i0, w, scale, normal, m, e, slots, total, compensation, at_max, mask_buffer
+    x, mask, o, i0, w, scale, normal, m, slots, total, compensation, at_max, mask_buffer
 ):
     """log(sum(exp(d))) of each row of a scanned tile into total, as
-    _log_sum_exp_split computes it for a row."""
+    _log_sum_exp_split computes it for a row. The elements at the max are
+    counted in the dtype within a chunk (in the row of slots after the
+    _SLOTS sums; exact, and a quarter of the memory traffic of int64 for
+    float32), then in float64 (at_max) across chunks."""
     n = x.shape[2]
     width = m.shape[0]
     minus_inf = x.dtype.type(-np.inf)
     zero = x.dtype.type(0.0)
+    one = x.dtype.type(1.0)
     base = o * x.strides[0] + i0 * x.itemsize
+    counts = _span(slots, _SLOTS * width * slots.itemsize, w)
     slots[:] = 0
     for j in range(w):
         total[j] = 0.0
         compensation[j] = 0.0
-        at_max[j] = 0
+        at_max[j] = 0.0
     for k in range(n):
         xs = _span(x, base + k * x.strides[2], w)
+        r = k % _CHUNK
+        slot = _span(slots, (r % _SLOTS) * width * slots.itemsize, w)
         if mask is not None:
             ms = _mask_segment(mask, o, i0, k, w, mask_buffer)
             for j in range(w):
                 d = ((xs[j] if ms[j] else minus_inf) - m[j]) * scale
                 is_max = d == zero
-                e[j] = zero if is_max else _exp_nonpositive(d)
-                at_max[j] += is_max
+                slot[j] += zero if is_max else _exp_nonpositive(d)
+                counts[j] += one if is_max else zero
         elif normal:
             for j in range(w):
                 d = (xs[j] - m[j]) * scale
                 is_max = d == zero
-                e[j] = zero if is_max else _exp_normal(d)
-                at_max[j] += is_max
+                slot[j] += zero if is_max else _exp_normal(d)
+                counts[j] += one if is_max else zero
         else:
             for j in range(w):
                 d = (xs[j] - m[j]) * scale
                 is_max = d == zero
-                e[j] = zero if is_max else _exp_nonpositive(d)
-                at_max[j] += is_max
-        r = k % _CHUNK
-        _tile_add_to_slots(e, slots, r % _SLOTS, width, w)
+                slot[j] += zero if is_max else _exp_nonpositive(d)
+                counts[j] += one if is_max else zero
         if r == _CHUNK - 1 or k == n - 1:
-            _tile_fold_slots(slots, width, w, total, compensation)
+            for j in range(w):
+                at_max[j] += np.float64(counts[j])
+            _tile_fold_slots(slots, width, w, total, compensation)  # clears counts too
     for j in range(w):
-        total[j] = _log_of_split_sum(total[j] + compensation[j], np.float64(at_max[j]))
+        total[j] = _log_of_split_sum(total[j] + compensation[j], at_max[j])
 
 
 @njit(**_INTERNAL)
@@ -833,11 +848,10 @@ def _softmax_tiles(x, y, mask, temperature, log, block, blocks):
     first, last = _block_range(outer * tiles, block, blocks)
     m = np.empty(width, x.dtype)
     factor = np.empty(width, x.dtype)
-    e = np.empty(width, x.dtype)
-    slots = np.zeros(_SLOTS * width, x.dtype)
+    slots = np.zeros((_SLOTS + 1) * width, x.dtype)  # and the counts at the max
     total = np.empty(width, np.float64)
     compensation = np.empty(width, np.float64)
-    at_max = np.empty(width, np.int64)
+    at_max = np.empty(width, np.float64)
     buffer = np.empty(n, x.dtype)
     scratch = np.empty(min(n, _CHUNK), x.dtype)
     mask_buffer = np.empty(max(width, n) if mask is not None else 0, np.bool_)
@@ -864,7 +878,6 @@ def _softmax_tiles(x, y, mask, temperature, log, block, blocks):
                 scale,
                 kind == 2,
                 m,
-                e,
                 slots,
                 total,
                 compensation,
@@ -875,18 +888,18 @@ def _softmax_tiles(x, y, mask, temperature, log, block, blocks):
                 factor[j] = total[j]  # the log of the sum, in the dtype
             for k in range(n):
                 ys = _span(y, y_base + k * y.strides[2], w)
-                if in_place:
-                    for j in range(w):
-                        ys[j] = (ys[j] - m[j]) * scale - factor[j]
-                else:
-                    xs = _span(x, x_base + k * x.strides[2], w)
-                    for j in range(w):
-                        ys[j] = (xs[j] - m[j]) * scale - factor[j]
+                xs = _span(x, x_base + k * x.strides[2], w)
                 if mask is not None:
                     ms = _mask_segment(mask, o, i0, k, w, mask_buffer)
                     for j in range(w):
-                        if not ms[j]:
-                            ys[j] = minus_inf
+                        d = (xs[j] - m[j]) * scale - factor[j]
+                        ys[j] = d if ms[j] else minus_inf
+                elif in_place:
+                    for j in range(w):
+                        ys[j] = (ys[j] - m[j]) * scale - factor[j]
+                else:
+                    for j in range(w):
+                        ys[j] = (xs[j] - m[j]) * scale - factor[j]
             continue
         slots[:] = 0
         for j in range(w):
@@ -895,24 +908,34 @@ def _softmax_tiles(x, y, mask, temperature, log, block, blocks):
         for k in range(n):
             ys = _span(y, y_base + k * y.strides[2], w)
             xs = _span(x, x_base + k * x.strides[2], w)
+            r = k % _CHUNK
+            slot = _span(slots, (r % _SLOTS) * width * slots.itemsize, w)
             if mask is not None:
                 ms = _mask_segment(mask, o, i0, k, w, mask_buffer)
                 for j in range(w):
-                    ys[j] = _exp_nonpositive(((xs[j] if ms[j] else minus_inf) - m[j]) * scale)
+                    e = _exp_nonpositive(((xs[j] if ms[j] else minus_inf) - m[j]) * scale)
+                    ys[j] = e
+                    slot[j] += e
             elif in_place and kind == 2:
                 for j in range(w):
-                    ys[j] = _exp_normal((ys[j] - m[j]) * scale)
+                    e = _exp_normal((ys[j] - m[j]) * scale)
+                    ys[j] = e
+                    slot[j] += e
             elif in_place:
                 for j in range(w):
-                    ys[j] = _exp_nonpositive((ys[j] - m[j]) * scale)
+                    e = _exp_nonpositive((ys[j] - m[j]) * scale)
+                    ys[j] = e
+                    slot[j] += e
             elif kind == 2:
                 for j in range(w):
-                    ys[j] = _exp_normal((xs[j] - m[j]) * scale)
+                    e = _exp_normal((xs[j] - m[j]) * scale)
+                    ys[j] = e
+                    slot[j] += e
             else:
                 for j in range(w):
-                    ys[j] = _exp_nonpositive((xs[j] - m[j]) * scale)
-            r = k % _CHUNK
-            _tile_add_to_slots(ys, slots, r % _SLOTS, width, w)
+                    e = _exp_nonpositive((xs[j] - m[j]) * scale)
+                    ys[j] = e
+                    slot[j] += e
             if r == _CHUNK - 1 or k == n - 1:
                 _tile_fold_slots(slots, width, w, total, compensation)
         for j in range(w):
@@ -932,11 +955,10 @@ def _logsumexp_tiles(x, out, mask, temperature, block, blocks):
     tiles = (inner + width - 1) // width
     first, last = _block_range(outer * tiles, block, blocks)
     m = np.empty(width, x.dtype)
-    e = np.empty(width, x.dtype)
-    slots = np.zeros(_SLOTS * width, x.dtype)
+    slots = np.zeros((_SLOTS + 1) * width, x.dtype)  # and the counts at the max
     total = np.empty(width, np.float64)
     compensation = np.empty(width, np.float64)
-    at_max = np.empty(width, np.int64)
+    at_max = np.empty(width, np.float64)
     buffer = np.empty(n, x.dtype)
     scratch = np.empty(min(n, _CHUNK), x.dtype)
     mask_buffer = np.empty(max(width, n) if mask is not None else 0, np.bool_)
@@ -955,7 +977,6 @@ def _logsumexp_tiles(x, out, mask, temperature, block, blocks):
                 scale,
                 kind == 2,
                 m,
-                e,
                 slots,
                 total,
                 compensation,
