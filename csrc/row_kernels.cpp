@@ -356,14 +356,17 @@ struct SplitSum {
     double at_max;
 };
 
-// Softmax pass 2: y = exp((x - max) * scale), masked lanes 0. Returns the
-// sum of y as the split sum below: the 1s of the elements at the max are
-// counted apart, so that the small terms added into a lane are not rounded
-// away against a 1 in it (with two lanes a vector, SSE2 float64, that broke
-// the accuracy bound on rows of one 1 and many terms below half an ULP).
-// x may be y (in place): each element is read before it is written.
-template <class T, bool kSubnormal>
-SplitSum exp_store_sum(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale) {
+// Pass 2: the sum of exp(d), d = (x - max) * scale, masked lanes 0, as a
+// split sum: the 1s of the elements at the max are counted apart from the
+// rest. log_softmax and logsumexp need it for log(sum) = log(count) +
+// log1p(rest / count), which keeps the digits scipy keeps (logsumexp([0, -40])
+// is 4.2e-18, not 0); softmax needs it so that the small terms added into a
+// lane are not rounded away against a 1 in it (with two lanes a vector, SSE2
+// float64, that broke the accuracy bound on rows of one 1 and many terms
+// below half an ULP). kStore also writes exp(d) to y (softmax); x may be y
+// (in place): each element is read before it is written.
+template <class T, bool kSubnormal, bool kStore>
+SplitSum exp_sums(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale) {
     using Real = typename Simd<T>::Real;
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
     struct Acc {
@@ -381,7 +384,7 @@ SplitSum exp_store_sum(const T* x, T* y, const uint8_t* mask, int64_t n, T max, 
             const Real d = (v - max) * scale;
             const Real e = mask != nullptr ? exp_nonpositive<T, true>(d)
                                            : exp_of_lanes<T, kSubnormal>(d, count);
-            store(y + i, e, count);
+            if constexpr (kStore) store(y + i, e, count);
             const auto at_max_lane = d == T(0);
             a.below += at_max_lane ? Real{} : e;
             a.at += at_max_lane ? broadcast<Real>(T(1)) : Real{};
@@ -394,40 +397,14 @@ SplitSum exp_store_sum(const T* x, T* y, const uint8_t* mask, int64_t n, T max, 
     return {below.value(), at_max};
 }
 
-// log_softmax / logsumexp pass 2: the sum of exp(d) over elements below the
-// max, and how many equal it, kept apart so that
-// log(sum) = log(count) + log1p(rest / count) keeps the digits scipy keeps
-// (logsumexp([0, -40]) is 4.2e-18, not 0).
+template <class T, bool kSubnormal>
+SplitSum exp_store_sum(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale) {
+    return exp_sums<T, kSubnormal, true>(x, y, mask, n, max, scale);
+}
 
 template <class T, bool kSubnormal>
 SplitSum exp_sum_split(const T* x, const uint8_t* mask, int64_t n, T max, T scale) {
-    using Real = typename Simd<T>::Real;
-    constexpr T neg_inf = -std::numeric_limits<T>::infinity();
-    struct Acc {
-        Real below;
-        Real at;
-    };
-    CompensatedSum below;
-    double at_max = 0.0;
-    for (int64_t start = 0; start < n; start += kChunk) {
-        const int64_t stop = start + kChunk < n ? start + kChunk : n;
-        Acc acc[4] = {};
-        visit_vectors<T>(start, stop, acc, [&](int64_t i, int64_t count, Acc& a) {
-            Real v = load(x + i, count, neg_inf);
-            if (mask != nullptr) v = load_mask<T>(mask + i, count) ? v : broadcast<Real>(neg_inf);
-            const Real d = (v - max) * scale;
-            const Real e = mask != nullptr ? exp_nonpositive<T, true>(d)
-                                           : exp_of_lanes<T, kSubnormal>(d, count);
-            const auto at_max_lane = d == T(0);
-            a.below += at_max_lane ? Real{} : e;
-            a.at += at_max_lane ? broadcast<Real>(T(1)) : Real{};
-        });
-        Real below_acc[4] = {acc[0].below, acc[1].below, acc[2].below, acc[3].below};
-        Real at_acc[4] = {acc[0].at, acc[1].at, acc[2].at, acc[3].at};
-        below.add(accumulators_total(below_acc));
-        at_max += accumulators_total(at_acc);
-    }
-    return {below.value(), at_max};
+    return exp_sums<T, kSubnormal, false>(x, nullptr, mask, n, max, scale);
 }
 
 double log_of_split_sum(const SplitSum& s) {
