@@ -15,7 +15,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import random_logits
+from conftest import assert_matches_oracle, random_logits
 
 import fastsoftmax as fs
 
@@ -148,6 +148,28 @@ def test_column_tiles_match_rows_bit_for_bit(kind, masked):
                 y = x.copy()
                 f(y, axis=0, out=y, backend="numba")
                 np.testing.assert_array_equal(y, want.T)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "log_softmax", "logsumexp"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_terms_below_half_an_ulp_are_not_lost(kind, dtype):
+    """A running sum near 1 rounds away every term below half an ulp added to
+    it; the sums run in short blocks so that the loss stays well inside the
+    SPEC bound (with 64 additions a slot, n = 512 broke it). Rows: one
+    logit at 0 and the rest at log(0.49 eps), and the same with a term near
+    1 in every slot; by rows and by column tiles (axis 0), same bits."""
+    eps = float(np.finfo(dtype).eps)
+    f = getattr(fs, kind)
+    for n in (129, 512, 520, 1024):
+        lone = np.full(n, np.log(0.49 * eps))
+        lone[0] = 0
+        every_slot = lone.copy()
+        every_slot[1:8] = np.log1p(-0.4 * eps)
+        x = np.stack([lone, every_slot]).astype(dtype)
+        y = f(x, backend="numba")
+        assert_matches_oracle(kind, y, x)
+        by_columns = f(np.ascontiguousarray(x.T), axis=0, backend="numba")
+        np.testing.assert_array_equal(by_columns, y if kind == "logsumexp" else y.T)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ and timings: docs/numba_notes.md.
   subtract the log of the sum). Every loop runs over a unit-stride 1-D view
   (``_span``) so that LLVM vectorizes it; the exp is our own (range
   reduction, polynomial, exponent bits), never a libm call.
-- Sums are taken in a fixed order (see _CHUNK), so a row gives the same
+- Sums are taken in a fixed order (see _SUM_BLOCK), so a row gives the same
   bits in every layout, block and thread count.
 - A reduction over a non-last axis (contiguous inner axis) runs across
   column tiles, vectorized over neighbouring rows, in the rows' summation
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import Any
 
 import llvmlite.ir as llvm_ir
 import numba
@@ -33,15 +34,22 @@ from numba.np.arrayobj import make_array, populate_array
 
 name = "numba"
 
-# Sums: a row is summed in chunks of _CHUNK elements; in a chunk, element r
-# goes to slot r % 8 (eight running sums in the row's dtype, 64 additions
-# each), the slots are folded in a fixed tree, and the chunk totals are
+# Sums: a row is summed in blocks of _SUM_BLOCK elements; in a block, value r
+# goes to slot r % 8 (eight running sums in the row's dtype, 16 additions
+# each), the slots are folded in a fixed tree, and the block totals are
 # added in float64 with Neumaier compensation, so the error does not grow
-# with the row length. The order is written out, not left to the compiler
-# (no reassociation), so the column tiles below reproduce it exactly and a
-# row gives the same bits whatever its layout.
-_CHUNK = 512
+# with the row length. Short blocks matter: a slot holding a term near 1
+# rounds away every term below half an ulp added to it, so it may lose
+# (additions - 1) * eps / 2 of the sum; with 64 additions that broke the
+# SPEC bound on a row of one 0 and 511 logits at log(0.49 eps), with 16 it
+# is a third of the bound. The order is written out, not left to the
+# compiler (no reassociation), so the column tiles below reproduce it
+# exactly and a row gives the same bits whatever its layout.
+_SUM_BLOCK = 128
 _SLOTS = 8
+# The exp loops run over chunks of this many elements (a multiple of
+# _SUM_BLOCK; the scratch buffers hold one chunk).
+_CHUNK = 512
 # Below this many elements per thread a call runs on the calling thread
 # (a prange launch costs tens of microseconds, ~10^5 exps).
 _PARALLEL_MIN_ELEMENTS = 1 << 17
@@ -348,33 +356,40 @@ def _scan_row(x, mask):
 
 
 @njit(**_INTERNAL)
-def _chunk_sum(c):
-    """The sum of a chunk (at most _CHUNK values >= 0) in its dtype: value r
-    into slot r % 8, slots folded as ((0+1)+(2+3))+((4+5)+(6+7)). Eight
-    independent sums also let LLVM use a vector for them."""
+def _add_chunk_sum(c, total, compensation):
+    """Add the values of a chunk (>= 0, starting at a multiple of _SUM_BLOCK
+    in its row) to the compensated float64 sum (total, compensation), block
+    by block: in a block, value r into slot r % 8 in the chunk's dtype,
+    slots folded as ((0+1)+(2+3))+((4+5)+(6+7)). Eight independent sums also
+    let LLVM keep them in a vector."""
     zero = c.dtype.type(0.0)
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
     n = c.shape[0]
-    full = n - n % 8
-    for b in range(0, full, 8):
-        a0 += c[b]
-        a1 += c[b + 1]
-        a2 += c[b + 2]
-        a3 += c[b + 3]
-        a4 += c[b + 4]
-        a5 += c[b + 5]
-        a6 += c[b + 6]
-        a7 += c[b + 7]
-    if full < n:  # the last values; adding +0 to a slot changes nothing
-        left = n - full
-        a0 += c[full]
-        a1 += c[full + 1] if left > 1 else zero
-        a2 += c[full + 2] if left > 2 else zero
-        a3 += c[full + 3] if left > 3 else zero
-        a4 += c[full + 4] if left > 4 else zero
-        a5 += c[full + 5] if left > 5 else zero
-        a6 += c[full + 6] if left > 6 else zero
-    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+    for start in range(0, n, _SUM_BLOCK):
+        block = _span(c, start * c.itemsize, min(_SUM_BLOCK, n - start))
+        m = block.shape[0]
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
+        full = m - m % 8
+        for b in range(0, full, 8):
+            a0 += block[b]
+            a1 += block[b + 1]
+            a2 += block[b + 2]
+            a3 += block[b + 3]
+            a4 += block[b + 4]
+            a5 += block[b + 5]
+            a6 += block[b + 6]
+            a7 += block[b + 7]
+        if full < m:  # the last values; adding +0 to a slot changes nothing
+            left = m - full
+            a0 += block[full]
+            a1 += block[full + 1] if left > 1 else zero
+            a2 += block[full + 2] if left > 2 else zero
+            a3 += block[full + 3] if left > 3 else zero
+            a4 += block[full + 4] if left > 4 else zero
+            a5 += block[full + 5] if left > 5 else zero
+            a6 += block[full + 6] if left > 6 else zero
+        folded = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+        total, compensation = _neumaier_add(total, compensation, np.float64(folded))
+    return total, compensation
 
 
 @njit(**_INTERNAL)
@@ -430,7 +445,7 @@ def _log_sum_exp_split(x, mask, m, scale, normal, scratch):
                 sc[k] = zero if is_max else _exp_nonpositive(d)
                 count = np.int32(count + np.int32(is_max))
         at_max += count
-        below, compensation = _neumaier_add(below, compensation, np.float64(_chunk_sum(sc)))
+        below, compensation = _add_chunk_sum(sc, below, compensation)
     return _log_of_split_sum(below + compensation, np.float64(at_max))
 
 
@@ -528,7 +543,7 @@ def _exp_store_sum(x, y, mask, m, scale, normal, scratch):
         else:
             for k in range(length):
                 yc[k] = _exp_nonpositive((xc[k] - m) * scale)
-        total, compensation = _neumaier_add(total, compensation, np.float64(_chunk_sum(yc)))
+        total, compensation = _add_chunk_sum(yc, total, compensation)
     return total + compensation
 
 
@@ -634,6 +649,7 @@ def _softmax_rows(x, y, mask, temperature, log, block, blocks):
 
 @njit(**_JIT)
 def _logsumexp_rows(x, out, mask, temperature, block, blocks):
+    """logsumexp row by row into out (2-D), strided rows gathered."""
     outer, inner, n = x.shape
     scale = x.dtype.type(1.0 / temperature)
     first, last = _block_range(outer * inner, block, blocks)
@@ -669,9 +685,10 @@ def _logsumexp_rows(x, out, mask, temperature, block, blocks):
 # neighbouring rows i0 .. i0 + w of a tile, one k at a time, with each row's
 # state (max, slot sums) in small arrays. Wide tiles pay off: the loop
 # overheads are per k, and a pass sweeps memory in long runs (1024 x 1024
-# float32 over axis 0: 4.1 ms at 1024 columns a tile, 6.6 ms at 64). Each
-# row's sum is taken in exactly the order of the row kernel (_chunk_sum,
-# chunks, compensation), so a row gives the same bits either way, whatever
+# float32 over axis 0 was 1.6x faster in 1024-row tiles than in 64-row tiles
+# that fit in L2). Each
+# row's sum is taken in exactly the order of the row kernel (_add_chunk_sum:
+# slots, blocks, compensation), so a row gives the same bits either way, whatever
 # the tile width. A tile holding a special or wide row is done row by row
 # through a gathered copy instead.
 
@@ -740,7 +757,7 @@ def _tile_scan(x, mask, o, i0, w, temperature, scale, m, mask_buffer):
 
 @njit(**_INTERNAL)
 def _tile_fold_slots(slots, width, w, total, compensation):
-    """Fold the slots of each row as _chunk_sum does, add the result to the
+    """Fold the slots of each row as _add_chunk_sum does, add the result to the
     row's compensated float64 total, and clear the slots (and what follows
     them in the array)."""
     size = slots.itemsize * width
@@ -753,15 +770,15 @@ def _tile_fold_slots(slots, width, w, total, compensation):
     a6 = _span(slots, 6 * size, w)
     a7 = _span(slots, 7 * size, w)
     for j in range(w):
-        chunk = np.float64(
+        block = np.float64(
             ((a0[j] + a1[j]) + (a2[j] + a3[j])) + ((a4[j] + a5[j]) + (a6[j] + a7[j]))
         )
         s = total[j]
-        t = s + chunk
-        if abs(s) >= abs(chunk):
-            compensation[j] += (s - t) + chunk
+        t = s + block
+        if abs(s) >= abs(block):
+            compensation[j] += (s - t) + block
         else:
-            compensation[j] += (chunk - t) + s
+            compensation[j] += (block - t) + s
         total[j] = t
     slots[:] = 0
 
@@ -772,9 +789,9 @@ def _tile_log_sums(
 ):
     """log(sum(exp(d))) of each row of a scanned tile into total, as
     _log_sum_exp_split computes it for a row. The elements at the max are
-    counted in the dtype within a chunk (in the row of slots after the
+    counted in the dtype within a block (in the row of slots after the
     _SLOTS sums; exact, and a quarter of the memory traffic of int64 for
-    float32), then in float64 (at_max) across chunks."""
+    float32), then in float64 (at_max) across blocks."""
     n = x.shape[2]
     width = m.shape[0]
     minus_inf = x.dtype.type(-np.inf)
@@ -789,7 +806,7 @@ def _tile_log_sums(
         at_max[j] = 0.0
     for k in range(n):
         xs = _span(x, base + k * x.strides[2], w)
-        r = k % _CHUNK
+        r = k % _SUM_BLOCK
         slot = _span(slots, (r % _SLOTS) * width * slots.itemsize, w)
         if mask is not None:
             ms = _mask_segment(mask, o, i0, k, w, mask_buffer)
@@ -810,7 +827,7 @@ def _tile_log_sums(
                 is_max = d == zero
                 slot[j] += zero if is_max else _exp_nonpositive(d)
                 counts[j] += one if is_max else zero
-        if r == _CHUNK - 1 or k == n - 1:
+        if r == _SUM_BLOCK - 1 or k == n - 1:
             for j in range(w):
                 at_max[j] += np.float64(counts[j])
             _tile_fold_slots(slots, width, w, total, compensation)  # clears counts too
@@ -908,7 +925,7 @@ def _softmax_tiles(x, y, mask, temperature, log, block, blocks):
         for k in range(n):
             ys = _span(y, y_base + k * y.strides[2], w)
             xs = _span(x, x_base + k * x.strides[2], w)
-            r = k % _CHUNK
+            r = k % _SUM_BLOCK
             slot = _span(slots, (r % _SLOTS) * width * slots.itemsize, w)
             if mask is not None:
                 ms = _mask_segment(mask, o, i0, k, w, mask_buffer)
@@ -936,7 +953,7 @@ def _softmax_tiles(x, y, mask, temperature, log, block, blocks):
                     e = _exp_nonpositive((xs[j] - m[j]) * scale)
                     ys[j] = e
                     slot[j] += e
-            if r == _CHUNK - 1 or k == n - 1:
+            if r == _SUM_BLOCK - 1 or k == n - 1:
                 _tile_fold_slots(slots, width, w, total, compensation)
         for j in range(w):
             factor[j] = 1.0 / (total[j] + compensation[j])
@@ -1039,6 +1056,19 @@ def _blocks(size: int) -> int:
     return min(_threads, size // _PARALLEL_MIN_ELEMENTS)
 
 
+def _on_threads(threads: int, kernel: Any, *args: Any) -> None:
+    """Run a parallel kernel on `threads` threads, and leave numba's setting
+    of the calling thread as it was."""
+    previous = numba.get_num_threads()
+    if previous != threads:
+        numba.set_num_threads(threads)
+    try:
+        kernel(*args)
+    finally:
+        if previous != threads:
+            numba.set_num_threads(previous)
+
+
 def _by_columns(x: np.ndarray) -> bool:
     """A strided reduction axis beside a contiguous inner axis of at least 8
     rows: column tiles (fewer rows gather better)."""
@@ -1049,14 +1079,14 @@ def _by_columns(x: np.ndarray) -> bool:
 def softmax_rows(
     x: np.ndarray, out: np.ndarray, mask: np.ndarray | None, temperature: float, log: bool
 ) -> None:
+    """softmax (log=False) or log_softmax of x / temperature along the last
+    axis of the 3-D views into out (which may be x)."""
     tiles = _by_columns(x) and out.strides[1] == out.itemsize
     blocks = _blocks(x.size)
     if blocks > 1 and _parallel_lock.acquire(blocking=False):
+        kernel = _softmax_tiles_parallel if tiles else _softmax_rows_parallel
         try:
-            if numba.get_num_threads() != blocks:
-                numba.set_num_threads(blocks)
-            kernel = _softmax_tiles_parallel if tiles else _softmax_rows_parallel
-            kernel(x, out, mask, temperature, log, blocks)
+            _on_threads(blocks, kernel, x, out, mask, temperature, log, blocks)
         finally:
             _parallel_lock.release()
     elif tiles:
@@ -1068,14 +1098,14 @@ def softmax_rows(
 def logsumexp_rows(
     x: np.ndarray, out: np.ndarray, mask: np.ndarray | None, temperature: float
 ) -> None:
+    """logsumexp of x / temperature along the last axis of the 3-D view x
+    into the 2-D out."""
     tiles = _by_columns(x)
     blocks = _blocks(x.size)
     if blocks > 1 and _parallel_lock.acquire(blocking=False):
+        kernel = _logsumexp_tiles_parallel if tiles else _logsumexp_rows_parallel
         try:
-            if numba.get_num_threads() != blocks:
-                numba.set_num_threads(blocks)
-            kernel = _logsumexp_tiles_parallel if tiles else _logsumexp_rows_parallel
-            kernel(x, out, mask, temperature, blocks)
+            _on_threads(blocks, kernel, x, out, mask, temperature, blocks)
         finally:
             _parallel_lock.release()
     elif tiles:
@@ -1085,9 +1115,9 @@ def logsumexp_rows(
 
 
 def set_num_threads(threads: int) -> None:
-    """Threads for large inputs, at most numba's pool (NUMBA_NUM_THREADS).
-    numba's own setting is per calling thread, so the parallel calls set it
-    again when it differs."""
+    """Threads for large inputs, at most numba's pool (NUMBA_NUM_THREADS);
+    called by fastsoftmax.set_num_threads. Also sets numba's count, which is
+    per calling thread: each parallel call sets it for its own duration."""
     global _threads
     _threads = max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(_threads)
