@@ -19,6 +19,16 @@ def ulp_error(got: np.ndarray, exact: np.ndarray, dtype) -> np.ndarray:
     return np.abs(got.astype(exact.dtype) - exact) / spacing
 
 
+# Measured maxima (csrc/row_kernels.cpp, README): levels with FMA round each
+# polynomial step once; SSE2 and the generic build round the product and the
+# sum apart, which costs about 0.3 ULP.
+FMA_LEVELS = {"avx512", "avx2", "avx2_wide", "neon"}
+
+
+def ulp_bound(cpp) -> float:
+    return 1.0 if cpp.simd_level() in FMA_LEVELS else 1.25
+
+
 @pytest.fixture(params=fs.info()["simd_levels"] or [None])
 def level(request):
     from fastsoftmax import _backends
@@ -30,14 +40,14 @@ def level(request):
     cpp.set_simd_level(previous)
 
 
-def test_float32_within_one_ulp_on_a_dense_sweep(level):
+def test_float32_within_its_ulp_bound_on_a_dense_sweep(level):
     d = -np.linspace(0, 104, 4_000_001, dtype=np.float32)
     d = np.concatenate([d, -(np.float32(2.0) ** -np.arange(1, 40, dtype=np.float32))])
     err = ulp_error(level.exp_nonpositive(d), np.exp(d.astype(np.float64)), np.float32)
-    assert err.max() <= 1.1, (err.max(), d[np.argmax(err)])
+    assert err.max() <= ulp_bound(level), (err.max(), d[np.argmax(err)])
 
 
-def test_float64_within_one_ulp(level):
+def test_float64_within_its_ulp_bound(level):
     rng = np.random.default_rng(41)
     d = np.concatenate(
         [
@@ -51,7 +61,7 @@ def test_float64_within_one_ulp(level):
     err = ulp_error(level.exp_nonpositive(d), exact, np.float64)
     if np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps:
         pytest.skip("long double is double here: no higher-precision reference")
-    assert err.max() <= 1.1, (err.max(), d[np.argmax(err)])
+    assert err.max() <= ulp_bound(level), (err.max(), d[np.argmax(err)])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
