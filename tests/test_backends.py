@@ -144,3 +144,74 @@ def test_demo_and_info_commands():
     assert "0.659" in out
     out = _run_python("from fastsoftmax.__main__ import main; main(['info'])")
     assert json.loads(out)["version"] == fs.__version__
+
+
+needs_cpp = pytest.mark.skipif("cpp" not in fs.backends(), reason="no compiled extension")
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3,), (1, 3), (4, 5, 7), (2, 1000)])
+@pytest.mark.parametrize("log", [False, True])
+def test_one_step_call_matches_the_general_path(dtype, shape, log):
+    """_core.softmax_last_axis (the public call's fast path) gives the same bits
+    as the general path through strided views."""
+    from fastsoftmax import _cpp_backend
+
+    x = np.random.default_rng(5).normal(0, 4, shape).astype(dtype)
+    fast = _cpp_backend.softmax_last_axis(x, -1, log)
+    assert fast is not None and fast.dtype == x.dtype and fast.shape == x.shape
+    assert fast.flags.c_contiguous and not np.shares_memory(fast, x)
+    general = np.empty_like(x)
+    x3 = x.reshape(1, -1, shape[-1])
+    _cpp_backend._core.softmax(x3, general.reshape(x3.shape), None, 1.0, log)
+    np.testing.assert_array_equal(fast, general)
+    np.testing.assert_array_equal(_cpp_backend.softmax_last_axis(x, x.ndim - 1, log), fast)
+
+
+@needs_cpp
+@pytest.mark.parametrize(
+    "case",
+    [
+        "list",
+        "int",
+        "float16",
+        "fortran",
+        "strided",
+        "byteswapped",
+        "0-d",
+        "empty",
+        "subclass",
+        "other axis",
+        "unaligned",
+    ],
+)
+def test_one_step_call_declines_what_it_does_not_handle(case):
+    """Each such input makes the fast path return None, and the public call
+    still gives the reference values (through the general path)."""
+    from fastsoftmax import _cpp_backend
+
+    base = np.random.default_rng(6).normal(0, 2, (6, 8))
+    axis = -1
+    x = {
+        "list": base.tolist(),
+        "int": np.arange(12).reshape(3, 4),
+        "float16": base.astype(np.float16),
+        "fortran": np.asfortranarray(base),
+        "strided": base[:, ::2],
+        "byteswapped": base.astype(base.dtype.newbyteorder()),
+        "0-d": np.array(1.5),
+        "empty": np.empty((0, 4)),
+        "subclass": np.ma.masked_array(base),
+        "other axis": base,
+        "unaligned": np.frombuffer(b"\0" + base.astype(np.float64).tobytes(), np.float64, 48, 1)
+        .reshape(6, 8),
+    }[case]
+    if case == "other axis":
+        axis = 0
+    assert _cpp_backend.softmax_last_axis(x, axis, False) is None
+    if case == "subclass":
+        return  # masked arrays take the general path; its semantics are tested elsewhere
+    got = fs.softmax(x, axis=axis)
+    want = fs.softmax(np.asarray(x, dtype=np.float64), axis=axis, backend="numpy")
+    np.testing.assert_allclose(np.asarray(got, dtype=np.float64), want, rtol=2e-3, atol=1e-300)

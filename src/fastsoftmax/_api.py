@@ -246,29 +246,24 @@ def _softmax_like(
     return result
 
 
-_PLAIN_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _try_plain(
     x: Any, axis: Axis, temperature: Any, where: Any, out: Any, backend: Any, log: bool
 ) -> np.ndarray | None:
-    """The common call in one step: a float32/float64 ndarray, last axis, no
-    options, the compiled backend (by default or by name). The extension checks the layout
-    (C-contiguous, aligned) and says False for anything else."""
+    """The common call in one step: no options, an int axis, the compiled
+    backend (by default or by name). The extension checks the array itself
+    (an exact float32/float64 ndarray, C-contiguous, reduced over its last
+    axis) and returns None for anything else."""
     if (
-        type(x) is np.ndarray
-        and type(axis) is int
-        and (axis == -1 or axis == x.ndim - 1)
+        type(axis) is int
         and where is None
         and out is None
-        and (backend is None or backend == "cpp")
         and temperature == 1.0
-        and x.dtype in _PLAIN_DTYPES
+        and (backend is None or backend == "cpp")
         and _backends.plain_kernel is not None
     ):
-        result = np.empty_like(x)
-        if _backends.plain_kernel(x, result, 1.0, log):
-            return result
+        return _backends.plain_kernel(x, axis, log)
     return None
 
 

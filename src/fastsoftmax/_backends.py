@@ -19,7 +19,7 @@ PREFERENCE = ("cpp", "numba", "numpy")
 
 _modules: dict[str, ModuleType] = {"numpy": _reference}
 # softmax along the last axis of a C-contiguous array, when the default
-# backend is compiled: (x, out, temperature, log) -> handled (see _api._try_plain)
+# backend is compiled: (x, axis, log) -> new array or None (see _api._try_plain)
 plain_kernel = None
 _errors: dict[str, str] = {}
 _num_threads = 1
@@ -32,7 +32,7 @@ def _load_cpp() -> None:
     global plain_kernel
     try:
         _modules["cpp"] = importlib.import_module("fastsoftmax._cpp_backend")
-        plain_kernel = _modules["cpp"].softmax_contiguous
+        plain_kernel = _modules["cpp"].softmax_last_axis
     except ImportError as error:
         _errors["cpp"] = f"the compiled extension did not import: {error}"
 

@@ -8,7 +8,7 @@ from . import _core  # ImportError here makes the backend unavailable
 
 name = "cpp"
 
-softmax_contiguous = _core.softmax_contiguous
+softmax_last_axis = _core.softmax_last_axis
 
 
 # float16 and bfloat16 arrays are read and written as they are (widened to
