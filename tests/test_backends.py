@@ -204,8 +204,9 @@ def test_one_step_call_declines_what_it_does_not_handle(case):
         "empty": np.empty((0, 4)),
         "subclass": np.ma.masked_array(base),
         "other axis": base,
-        "unaligned": np.frombuffer(b"\0" + base.astype(np.float64).tobytes(), np.float64, 48, 1)
-        .reshape(6, 8),
+        "unaligned": np.frombuffer(
+            b"\0" + base.astype(np.float64).tobytes(), np.float64, 48, 1
+        ).reshape(6, 8),
     }[case]
     if case == "other axis":
         axis = 0

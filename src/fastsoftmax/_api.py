@@ -246,8 +246,6 @@ def _softmax_like(
     return result
 
 
-
-
 def _try_plain(
     x: Any, axis: Axis, temperature: Any, where: Any, out: Any, backend: Any, log: bool
 ) -> np.ndarray | None:
