@@ -884,23 +884,39 @@ void exp_sum_columns(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64
         for (int v = 0; v < kColumnVectors; ++v) {
             for (int64_t q = 0; q < kSlots; ++q) acc[v][q] = Real{};
         }
-        for (int64_t r = 0; r < m; ++r) {
-            const int64_t slot = r < unrolled ? r % kSlots
-                                              : (r < singles ? (r - unrolled) % L : L + (r - singles));
+        const auto slot_of = [&](int64_t r) {
+            return r < unrolled ? r % kSlots : (r < singles ? (r - unrolled) % L : L + (r - singles));
+        };
+        int64_t r = 0;
+        if (count == kColumnVectors * L) {
+            // A full group, two rows at a time: the eight exps interleaved, and both
+            // rows loaded before either is stored (x and y rows often share their
+            // low 12 address bits; a load behind such a store waits: 4K aliasing).
+            constexpr int kRows = 2;
+            constexpr int K = kRows * kColumnVectors;
+            for (; r + kRows <= m; r += kRows) {
+                Real d[K], e[K];
+                FS_EACH(q) {
+                    const int64_t row = chunk + r + q / kColumnVectors;
+                    const int v = q % kColumnVectors;
+                    d[q] = centred<kScaled>(load(x + row * x_stride + v * L, L, T(0)), st.max[v],
+                                            scale);
+                }
+                FS_EACH(q) e[q] = d[q];
+                exp_nonpositive_block<T, kSubnormal, K>(e);
+                FS_EACH(q) {
+                    const int64_t row = chunk + r + q / kColumnVectors;
+                    const int v = q % kColumnVectors;
+                    if constexpr (kStore) store(y + row * y_stride + v * L, e[q], L);
+                    add_exp<kSplit>(acc[v][slot_of(r + q / kColumnVectors)], at_count[v], d[q],
+                                    e[q]);
+                }
+            }
+        }
+        for (; r < m; ++r) {
+            const int64_t slot = slot_of(r);
             const T* in = x + (chunk + r) * x_stride;
             T* out = y + (chunk + r) * y_stride;
-            if (count == kColumnVectors * L) {  // a full group: the four exps interleaved
-                constexpr int K = kColumnVectors;
-                Real d[K], e[K];
-                FS_EACH(v) d[v] = centred<kScaled>(load(in + v * L, L, T(0)), st.max[v], scale);
-                FS_EACH(v) e[v] = d[v];
-                exp_nonpositive_block<T, kSubnormal, K>(e);
-                FS_EACH(v) {
-                    if constexpr (kStore) store(out + v * L, e[v], L);
-                    add_exp<kSplit>(acc[v][slot], at_count[v], d[v], e[v]);
-                }
-                continue;
-            }
             for (int v = 0; v < kColumnVectors; ++v) {
                 const int64_t c = lanes_in<T>(count, v);
                 if (c == 0) break;
@@ -961,7 +977,28 @@ void softmax_column_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, 
                 inverse[v][j] = static_cast<T>(1.0 / (st.sum[v][j] + st.at_max[v][j]));
             }
         }
-        for (int64_t k = 0; k < n; ++k) {
+        int64_t k = 0;
+        if (count == kColumnVectors * S::lanes) {
+            // Rows kRowsAhead at a time, every load before any store: rows y_stride
+            // apart often share their low 12 address bits, and a load issued behind
+            // such a store waits on it (4K aliasing).
+            constexpr int64_t kRowsAhead = 4;
+            for (; k + kRowsAhead <= n; k += kRowsAhead) {
+                Real block[kRowsAhead][kColumnVectors];
+                for (int64_t q = 0; q < kRowsAhead; ++q) {
+                    for (int v = 0; v < kColumnVectors; ++v) {
+                        block[q][v] = load(y + (k + q) * y_stride + v * S::lanes, S::lanes, T(0));
+                    }
+                }
+                for (int64_t q = 0; q < kRowsAhead; ++q) {
+                    for (int v = 0; v < kColumnVectors; ++v) {
+                        store(y + (k + q) * y_stride + v * S::lanes, block[q][v] * inverse[v],
+                              S::lanes);
+                    }
+                }
+            }
+        }
+        for (; k < n; ++k) {
             T* out = y + k * y_stride;
             for (int v = 0; v < kColumnVectors; ++v) {
                 const int64_t c = lanes_in<T>(count, v);

@@ -24,6 +24,16 @@ constexpr int64_t kTileBytes = int64_t(256) << 10;
 constexpr int64_t kMaxTileRows = 16;
 // Columns handed to one call of a column kernel.
 constexpr int64_t kColumnTile = 1024;
+// Columns of a non-last reduction axis are first copied into a buffer of at
+// most this size (it stays in L2) whose row stride is padded off a multiple
+// of 4 KiB, and the column kernel's passes run there: rows 4 KiB apart (a
+// 1024-float last axis) share their L1 and L2 sets and low address bits, so
+// passes over them in place came from memory and stalled stores (4K
+// aliasing). x is then read once and y written once.
+constexpr int64_t kStageBytes = int64_t(256) << 10;
+constexpr int64_t kStageMaxColumns = 64;
+constexpr int64_t kStageMinColumns = 8;
+constexpr int64_t kStagePad = 16;  // elements added to the buffer's row stride
 
 struct Level {
     const RowKernels* kernels;
@@ -158,6 +168,44 @@ void scatter_tile(const T* buffer, const StridedView3<T>& v, int64_t o, int64_t 
     }
 }
 
+// Columns [i, i + width) of outer index o, all n rows, to or from a buffer of
+// row stride `stride`.
+// (A plain loop: a memcpy call per short row segment cost more than the copy.)
+template <class T>
+void copy_rows(const T* from, int64_t from_stride, T* to, int64_t to_stride, int64_t width,
+               int64_t n) {
+    constexpr int64_t kAhead = 8;  // rows: each is on another page, where no hardware prefetcher goes
+    for (int64_t k = 0; k < n; ++k) {
+        if (k + kAhead < n) {
+            const char* next = reinterpret_cast<const char*>(from + (k + kAhead) * from_stride);
+            for (int64_t b = 0; b < width * int64_t(sizeof(T)); b += 64) __builtin_prefetch(next + b);
+        }
+        const T* __restrict src = from + k * from_stride;
+        T* __restrict dst = to + k * to_stride;
+        for (int64_t j = 0; j < width; ++j) dst[j] = src[j];
+    }
+}
+
+template <class T>
+void gather_columns(const StridedView3<const T>& v, int64_t o, int64_t i, int64_t width,
+                    int64_t n, T* buffer, int64_t stride) {
+    copy_rows(row_pointer(v, o, i), v.stride[2], buffer, stride, width, n);
+}
+
+template <class T>
+void scatter_columns(const T* buffer, int64_t stride, const StridedView3<T>& v, int64_t o,
+                     int64_t i, int64_t width, int64_t n) {
+    copy_rows(buffer, stride, row_pointer(v, o, i), v.stride[2], width, n);
+}
+
+// Columns per staged block for columns of n elements; 0: too long to stage.
+template <class T>
+int64_t stage_columns_for(int64_t n) {
+    const int64_t fits = kStageBytes / (std::max<int64_t>(n, 1) * int64_t(sizeof(T)));
+    if (fits < kStageMinColumns) return 0;
+    return std::min(kStageMaxColumns, fits / kStageMinColumns * kStageMinColumns);
+}
+
 template <class T>
 int64_t tile_rows_for(int64_t n) {
     return std::clamp<int64_t>(kTileBytes / (std::max<int64_t>(n, 1) * int64_t(sizeof(T))), 1,
@@ -288,13 +336,35 @@ void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<cons
             for_each_tile(first, last, extent.inner, tile_rows, gathered);
             return;
         }
-        for_each_tile(first, last, extent.inner, kColumnTile, [&](int64_t o, int64_t i, int64_t width) {
+        // Column kernel over columns [0, width) of (in, in_stride) -> (out, out_stride);
+        // a special column goes through the row kernel, gathered.
+        const auto columns_of = [&](const T* in, int64_t in_stride, T* out, int64_t out_stride,
+                                    int64_t width) {
             for (int64_t done = 0; done < width;) {
-                done += call_softmax_columns<T>(kernels, row_pointer(x, o, i + done), x.stride[2],
-                                                row_pointer(y, o, i + done), y.stride[2],
-                                                width - done, n, temperature, op);
-                if (done < width) gathered(o, i + done++, 1);  // a special column
+                done += call_softmax_columns<T>(kernels, in + done, in_stride, out + done,
+                                                out_stride, width - done, n, temperature, op);
+                if (done < width) {  // a special column
+                    for (int64_t k = 0; k < n; ++k) values[size_t(k)] = in[k * in_stride + done];
+                    call_softmax_row<T>(kernels, values.data(), values.data(), nullptr, n,
+                                        temperature, op);
+                    for (int64_t k = 0; k < n; ++k) out[k * out_stride + done] = values[size_t(k)];
+                    ++done;
+                }
             }
+        };
+        const int64_t staged = stage_columns_for<T>(n);
+        const int64_t stage_stride = staged + kStagePad;
+        std::vector<T> stage(staged > 0 ? size_t(n * stage_stride) : 0);
+        for_each_tile(first, last, extent.inner, staged > 0 ? staged : kColumnTile,
+                      [&](int64_t o, int64_t i, int64_t width) {
+            if (staged == 0) {
+                columns_of(row_pointer(x, o, i), x.stride[2], row_pointer(y, o, i), y.stride[2],
+                           width);
+                return;
+            }
+            gather_columns(x, o, i, width, n, stage.data(), stage_stride);
+            columns_of(stage.data(), stage_stride, stage.data(), stage_stride, width);
+            scatter_columns(stage.data(), stage_stride, y, o, i, width, n);
         });
     });
 }
