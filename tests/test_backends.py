@@ -139,6 +139,46 @@ def test_calls_from_many_threads():
         np.testing.assert_array_equal(y, want[i % len(inputs)])
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_threads_work_after_fork():
+    """The worker pool started by the parent is rebuilt in a forked child
+    (whose copy has no threads): a threaded call there finishes with the same
+    values."""
+    code = (
+        "import os, numpy as np, fastsoftmax as fs\n"
+        "fs.set_num_threads(2)\n"
+        "x = np.random.default_rng(1).normal(size=(512, 1024)).astype(np.float32)\n"
+        "want = fs.softmax(x)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(0 if np.array_equal(fs.softmax(x), want) else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print('child', os.waitstatus_to_exitcode(status))\n"
+    )
+    assert "child 0" in _run_python(code)
+
+
+def test_calls_from_many_threads_with_threaded_calls():
+    """Calls that each want two threads, from eight Python threads at once:
+    the one that holds the pool uses it, the others run on their own thread;
+    every result is the single-thread result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(34)
+    inputs = [random_logits(rng, (256, 1024), np.float32) for _ in range(4)]
+    previous = fs.get_num_threads()
+    fs.set_num_threads(1)
+    want = [fs.softmax(x) for x in inputs]
+    fs.set_num_threads(2)
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            got = list(pool.map(fs.softmax, inputs * 6))
+    finally:
+        fs.set_num_threads(previous)
+    for i, y in enumerate(got):
+        np.testing.assert_array_equal(y, want[i % len(inputs)])
+
+
 def test_demo_and_info_commands():
     out = _run_python("from fastsoftmax.__main__ import main; main(['demo'])")
     assert "0.659" in out
