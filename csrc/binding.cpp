@@ -112,6 +112,18 @@ void exp_nonpositive(const Array1<const T>& d, const Array1<T>& out) {
 // the work.
 constexpr std::int64_t kKeepGilElements = 1 << 14;
 
+// Runs f() with the GIL released for calls large enough to be worth it.
+template <class F>
+void maybe_without_gil(std::int64_t size, const F& f) {
+    if (size < kKeepGilElements) {
+        f();
+    } else {
+        nb::gil_scoped_release release;
+        f();
+    }
+}
+
+
 template <class T>
 void softmax_rows_of(PyArrayObject* x, PyArrayObject* out, bool log) {
     const int ndim = PyArray_NDIM(x);
@@ -120,37 +132,71 @@ void softmax_rows_of(PyArrayObject* x, PyArrayObject* out, bool log) {
     const Extent3 extent{1, size / n, n};
     const StridedView3<const T> xv{static_cast<const T*>(PyArray_DATA(x)), {0, n, 1}};
     const StridedView3<T> yv{static_cast<T*>(PyArray_DATA(out)), {0, n, 1}};
-    const auto run = [&] {
+    maybe_without_gil(size, [&] {
         softmax_batch<T>(xv, yv, {nullptr, {0, 0, 0}}, extent, 1.0,
                          log ? RowOp::log_softmax : RowOp::softmax);
-    };
-    if (size < kKeepGilElements) {
-        run();
-    } else {
-        nb::gil_scoped_release release;
-        run();
-    }
+    });
 }
 
-nb::object softmax_last_axis(nb::handle x_handle, int axis, bool log) {
+// x as an array the one-step calls handle, or nullptr (take the general path).
+PyArrayObject* plain_input(nb::handle x_handle, int axis) {
     PyObject* object = x_handle.ptr();
-    if (!PyArray_CheckExact(object)) return nb::none();
+    if (!PyArray_CheckExact(object)) return nullptr;
     auto* x = reinterpret_cast<PyArrayObject*>(object);
     const int type = PyArray_TYPE(x);
     const int ndim = PyArray_NDIM(x);
     if ((type != NPY_FLOAT32 && type != NPY_FLOAT64) || ndim == 0 || PyArray_SIZE(x) == 0 ||
         (axis != -1 && axis != ndim - 1) || !PyArray_ISNOTSWAPPED(x) ||
         !PyArray_CHKFLAGS(x, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED)) {
-        return nb::none();
+        return nullptr;
     }
+    return x;
+}
+
+nb::object softmax_last_axis(nb::handle x_handle, int axis, bool log) {
+    PyArrayObject* x = plain_input(x_handle, axis);
+    if (x == nullptr) return nb::none();
     PyObject* out = PyArray_NewLikeArray(x, NPY_CORDER, nullptr, 0);
     if (out == nullptr) throw nb::python_error();
     nb::object result = nb::steal(out);
     auto* y = reinterpret_cast<PyArrayObject*>(out);
-    if (type == NPY_FLOAT32) {
+    if (PyArray_TYPE(x) == NPY_FLOAT32) {
         softmax_rows_of<float>(x, y, log);
     } else {
         softmax_rows_of<double>(x, y, log);
+    }
+    return result;
+}
+
+template <class T>
+void logsumexp_rows_of(PyArrayObject* x, PyArrayObject* out) {
+    const std::int64_t n = PyArray_DIM(x, PyArray_NDIM(x) - 1);
+    const std::int64_t size = PyArray_SIZE(x);
+    const Extent3 extent{1, size / n, n};
+    const StridedView3<const T> xv{static_cast<const T*>(PyArray_DATA(x)), {0, n, 1}};
+    const StridedView2<T> yv{static_cast<T*>(PyArray_DATA(out)), {0, 1}};
+    maybe_without_gil(size, [&] {
+        logsumexp_batch<T>(xv, yv, {nullptr, {0, 0, 0}}, extent, 1.0);
+    });
+}
+
+// logsumexp over the last axis: a new array of x's shape without it (0-d
+// for 1-d x), or None, as softmax_last_axis.
+nb::object logsumexp_last_axis(nb::handle x_handle, int axis) {
+    PyArrayObject* x = plain_input(x_handle, axis);
+    if (x == nullptr) return nb::none();
+    const int ndim = PyArray_NDIM(x);
+    PyArray_Descr* descr = PyArray_DESCR(x);
+    Py_INCREF(descr);  // stolen by PyArray_NewFromDescr
+    PyObject* out = PyArray_NewFromDescr(&PyArray_Type, descr, ndim - 1, PyArray_DIMS(x), nullptr,
+                                         nullptr, 0, nullptr);
+    if (out == nullptr) throw nb::python_error();
+    nb::object result = nb::steal(out);
+    auto* y = reinterpret_cast<PyArrayObject*>(out);
+    if (PyArray_TYPE(x) == NPY_FLOAT32) {
+        logsumexp_rows_of<float>(x, y);
+    } else {
+        logsumexp_rows_of<double>(x, y);
     }
     return result;
 }
@@ -181,6 +227,9 @@ NB_MODULE(_core, m) {
     m.def("softmax_last_axis", &softmax_last_axis, "x"_a, "axis"_a, "log"_a,
           "softmax (log: log_softmax) over the last axis of a C-contiguous float32/float64 "
           "ndarray, as a new array; None if x is not that case.");
+    m.def("logsumexp_last_axis", &logsumexp_last_axis, "x"_a, "axis"_a,
+          "logsumexp over the last axis of a C-contiguous float32/float64 ndarray, as a new "
+          "array; None if x is not that case.");
     m.def("supported_levels", &supported_levels,
           "SIMD levels compiled in and supported by this CPU, best first.");
     m.def("current_level", [] { return std::string(current_level()); });

@@ -256,3 +256,35 @@ def test_one_step_call_declines_what_it_does_not_handle(case):
     got = fs.softmax(x, axis=axis)
     want = fs.softmax(np.asarray(x, dtype=np.float64), axis=axis, backend="numpy")
     np.testing.assert_allclose(np.asarray(got, dtype=np.float64), want, rtol=2e-3, atol=1e-300)
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3,), (1, 3), (4, 5, 7), (2, 1000)])
+def test_one_step_logsumexp_matches_the_general_path(dtype, shape):
+    from fastsoftmax import _cpp_backend
+
+    x = np.random.default_rng(7).normal(0, 4, shape).astype(dtype)
+    fast = _cpp_backend.logsumexp_last_axis(x, -1)
+    assert fast is not None and fast.dtype == x.dtype and fast.shape == shape[:-1]
+    general = np.empty(shape[:-1], dtype)
+    x3 = x.reshape(1, -1, shape[-1])
+    _cpp_backend._core.logsumexp(x3, general.reshape(1, -1), None, 1.0)
+    np.testing.assert_array_equal(fast, general)
+    public = fs.logsumexp(x)
+    assert type(public) is type(fs.logsumexp(x, keepdims=True)[..., 0][()])
+    np.testing.assert_array_equal(public, general)
+
+
+@needs_cpp
+def test_one_step_logsumexp_declines_other_calls():
+    from fastsoftmax import _cpp_backend
+
+    x = np.random.default_rng(8).normal(0, 2, (6, 8))
+    assert _cpp_backend.logsumexp_last_axis(np.asfortranarray(x), -1) is None
+    assert _cpp_backend.logsumexp_last_axis(x, 0) is None
+    assert _cpp_backend.logsumexp_last_axis(x.tolist(), -1) is None
+    assert _cpp_backend.logsumexp_last_axis(x.astype(np.float16), -1) is None
+    np.testing.assert_allclose(
+        fs.logsumexp(np.asfortranarray(x)), fs.logsumexp(x, backend="numpy"), rtol=1e-14
+    )

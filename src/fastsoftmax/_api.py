@@ -343,6 +343,20 @@ def logsumexp(
     An empty reduction, or a row masked out entirely, gives -inf. Other
     parameters as in :func:`softmax`.
     """
+    if (
+        type(axis) is int
+        and not keepdims
+        and where is None
+        and out is None
+        and b is None
+        and not return_sign
+        and temperature == 1.0
+        and (backend is None or backend == "cpp")
+        and _backends.plain_logsumexp is not None
+    ):
+        plain = _backends.plain_logsumexp(x, axis)
+        if plain is not None:
+            return plain[()] if plain.ndim == 0 else plain
     impl = _backends.get(backend)
     arr, compute, result_dtype = _as_input(x)
     if arr.ndim == 0:

@@ -21,6 +21,8 @@ _modules: dict[str, ModuleType] = {"numpy": _reference}
 # softmax along the last axis of a C-contiguous array, when the default
 # backend is compiled: (x, axis, log) -> new array or None (see _api._try_plain)
 plain_kernel = None
+# logsumexp over the last axis likewise: (x, axis) -> new array or None
+plain_logsumexp = None
 _errors: dict[str, str] = {}
 _num_threads = 1
 
@@ -29,10 +31,11 @@ def _load_cpp() -> None:
     if os.environ.get("FASTSOFTMAX_DISABLE_EXTENSION"):
         _errors["cpp"] = "disabled by FASTSOFTMAX_DISABLE_EXTENSION"
         return
-    global plain_kernel
+    global plain_kernel, plain_logsumexp
     try:
         _modules["cpp"] = importlib.import_module("fastsoftmax._cpp_backend")
         plain_kernel = _modules["cpp"].softmax_last_axis
+        plain_logsumexp = _modules["cpp"].logsumexp_last_axis
     except ImportError as error:
         _errors["cpp"] = f"the compiled extension did not import: {error}"
 

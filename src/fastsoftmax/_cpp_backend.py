@@ -9,6 +9,7 @@ from . import _core  # ImportError here makes the backend unavailable
 name = "cpp"
 
 softmax_last_axis = _core.softmax_last_axis
+logsumexp_last_axis = _core.logsumexp_last_axis
 
 
 # float16 and bfloat16 arrays are read and written as they are (widened to
