@@ -572,7 +572,6 @@ def render(document: dict[str, Any], markdown: bool = False) -> str:
         "largest |y - ref| / bound of SPEC.md (4 eps (1 + |x - max| + log n) ref for softmax,",
         "4 eps (1 + |ref|) for the others; above 1 breaks the bound). softmax's ULP error grows",
         "with |x - max| where x - max is rounded in the computing dtype (the conditioning the",
-        "bound allows for); the numba backend computes float32 input in float64 and so stays",
-        "near 1 ULP there.",
+        "bound allows for).",
     ]
     return "\n".join(out)
