@@ -3,10 +3,8 @@
 // out of the per-level copies keeps their symbols apart.
 #include "softmax_batch.h"
 
-#if defined(_WIN32)
-#include <process.h>
-#else
-#include <unistd.h>
+#if !defined(_WIN32)
+#include <pthread.h>
 #endif
 
 #include <algorithm>
@@ -15,6 +13,7 @@
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 namespace fastsoftmax {
@@ -87,58 +86,44 @@ const RowKernels* best_kernels() {
 std::atomic<const RowKernels*> g_kernels{best_kernels()};
 std::atomic<int> g_threads{1};
 
-int process_id() {
-#if defined(_WIN32)
-    return _getpid();
-#else
-    return int(getpid());
-#endif
-}
-
 // Worker threads kept between calls: starting and joining a std::thread per
 // call cost ~0.25 ms here (a 1M-element softmax on two threads ran 1.28-1.53x
 // one thread). One call uses the pool at a time; a call that finds it busy
 // (calls from a user's own thread pool) runs on its own thread, so threads
 // are never oversubscribed and no call waits for another. Never destroyed:
-// its threads sleep on a condition variable until the process ends. After
-// fork() the child gets a new pool (the parent's threads do not exist there).
+// its threads sleep on a condition variable until the process ends (so a
+// later fork() happens in a multi-threaded process). In a forked child the
+// pool is forgotten (pthread_atfork) and a new one is built on first use.
 class WorkerPool {
   public:
-    static WorkerPool& instance() {
-        static std::atomic<WorkerPool*> pool{nullptr};
-        static std::mutex creating;
-        WorkerPool* current = pool.load();
-        if (current == nullptr || current->owner_ != process_id()) {
-            std::lock_guard<std::mutex> lock(creating);
-            current = pool.load();
-            if (current == nullptr || current->owner_ != process_id()) {
-                current = new WorkerPool();  // the old one (a parent's) is left alone
-                pool.store(current);
-            }
-        }
-        return *current;
-    }
-
-    // part(t) for t in [0, parts): t = 0 on the caller, the others on
-    // workers. False (nothing run) when another call holds the pool.
+    // part(t) for t in [0, parts): t = 0 and any part no worker could be
+    // started for on the caller, the others on workers. False (nothing run)
+    // when another call holds the pool.
     template <class Part>
     bool run(int64_t parts, const Part& part) {
         std::unique_lock<std::mutex> in_use(use_, std::try_to_lock);
         if (!in_use.owns_lock()) return false;
         const std::function<void(int64_t)> job = [&](int64_t t) { part(t); };
+        int64_t on_workers;
         {
             std::lock_guard<std::mutex> lock(state_);
             while (int64_t(workers_.size()) < parts - 1) {
                 const int64_t index = int64_t(workers_.size());
-                workers_.emplace_back([this, index] { work(index); });
+                try {
+                    workers_.emplace_back([this, index] { work(index); });
+                } catch (const std::system_error&) {
+                    break;  // no more threads (a process limit): the caller does the rest
+                }
             }
+            on_workers = std::min(parts - 1, int64_t(workers_.size()));
             job_ = &job;
-            parts_ = parts;
-            pending_ = parts - 1;
+            parts_ = on_workers + 1;
+            pending_ = on_workers;
             ++generation_;
         }
         wake_.notify_all();
         part(0);
+        for (int64_t t = on_workers + 1; t < parts; ++t) part(t);
         std::unique_lock<std::mutex> lock(state_);
         done_.wait(lock, [&] { return pending_ == 0; });
         job_ = nullptr;
@@ -146,8 +131,6 @@ class WorkerPool {
     }
 
   private:
-    WorkerPool() : owner_(process_id()) {}
-
     void work(int64_t index) {
         std::int64_t seen = 0;
         std::unique_lock<std::mutex> lock(state_);
@@ -163,7 +146,6 @@ class WorkerPool {
         }
     }
 
-    const int owner_;
     std::mutex use_;    // held by the call using the pool
     std::mutex state_;  // guards what follows
     std::condition_variable wake_, done_;
@@ -171,6 +153,32 @@ class WorkerPool {
     const std::function<void(int64_t)>* job_ = nullptr;
     std::int64_t generation_ = 0, parts_ = 0, pending_ = 0;
 };
+
+std::atomic<WorkerPool*> g_pool{nullptr};
+std::mutex* g_pool_creating = new std::mutex;  // replaced in a forked child
+
+#if !defined(_WIN32)
+// The child of a fork() has none of the parent's worker threads, and maybe a
+// lock some parent thread held: start from nothing (the old pool is leaked).
+void forget_pool_in_child() {
+    g_pool.store(nullptr);
+    g_pool_creating = new std::mutex;
+}
+[[maybe_unused]] const int g_atfork_registered = pthread_atfork(nullptr, nullptr, &forget_pool_in_child);
+#endif
+
+WorkerPool& worker_pool() {
+    WorkerPool* pool = g_pool.load();
+    if (pool == nullptr) {
+        std::lock_guard<std::mutex> lock(*g_pool_creating);
+        pool = g_pool.load();
+        if (pool == nullptr) {
+            pool = new WorkerPool();
+            g_pool.store(pool);
+        }
+    }
+    return *pool;
+}
 
 // Run body(first_row, last_row) over [0, rows), split in contiguous blocks
 // across threads. Each row is computed by one thread with the same code
@@ -191,7 +199,7 @@ void parallel_rows(int64_t rows, int64_t n, const Body& body) {
             errors[size_t(t)] = std::current_exception();
         }
     };
-    if (!WorkerPool::instance().run(threads, part)) {
+    if (!worker_pool().run(threads, part)) {
         body(0, rows);  // the pool serves another call: this one stays on its thread
         return;
     }

@@ -288,3 +288,17 @@ def test_one_step_logsumexp_declines_other_calls():
     np.testing.assert_allclose(
         fs.logsumexp(np.asfortranarray(x)), fs.logsumexp(x, backend="numpy"), rtol=1e-14
     )
+
+
+@pytest.mark.parametrize("function", [fs.softmax, fs.log_softmax, fs.logsumexp])
+def test_huge_axis_and_array_temperature_keep_their_errors(function):
+    """Regression: the one-step path passed any int axis to the extension
+    (TypeError from nanobind for 2**31) and compared an array temperature
+    with 1.0 (ValueError: ambiguous truth value)."""
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(np.exceptions.AxisError):
+        function(x, axis=2**31)
+    with pytest.raises(np.exceptions.AxisError):
+        function(x, axis=-(2**40))
+    with pytest.raises(TypeError):
+        function(x, temperature=np.array([1.0, 2.0]))

@@ -255,14 +255,26 @@ def _try_plain(
     axis) and returns None for anything else."""
     if (
         type(axis) is int
+        and -_MAX_DIMS <= axis < _MAX_DIMS
         and where is None
         and out is None
-        and temperature == 1.0
+        and _is_unit_temperature(temperature)
         and (backend is None or backend == "cpp")
         and _backends.plain_kernel is not None
     ):
         return _backends.plain_kernel(x, axis, log)
     return None
+
+
+# NumPy's limit on dimensions: an int axis outside it takes the general path
+# (which raises AxisError) instead of overflowing the extension's int.
+_MAX_DIMS = 64
+
+
+def _is_unit_temperature(temperature: Any) -> bool:
+    """temperature is the plain number 1 (an array or a string takes the
+    general path, which validates it)."""
+    return type(temperature) in (int, float) and temperature == 1.0
 
 
 def softmax(
@@ -345,12 +357,13 @@ def logsumexp(
     """
     if (
         type(axis) is int
+        and -_MAX_DIMS <= axis < _MAX_DIMS
         and not keepdims
         and where is None
         and out is None
         and b is None
-        and not return_sign
-        and temperature == 1.0
+        and return_sign is False
+        and _is_unit_temperature(temperature)
         and (backend is None or backend == "cpp")
         and _backends.plain_logsumexp is not None
     ):
