@@ -153,13 +153,39 @@ PyArrayObject* plain_input(nb::handle x_handle, int axis) {
     return x;
 }
 
-nb::object softmax_last_axis(nb::handle x_handle, int axis, bool log) {
+// out given: an exact, writeable, C-contiguous aligned ndarray of x's dtype
+// and shape that is x itself or shares no memory with it (a partial overlap
+// takes the general path, which reads x from a copy).
+bool plain_output(PyArrayObject* x, PyObject* object) {
+    if (!PyArray_CheckExact(object)) return false;
+    auto* out = reinterpret_cast<PyArrayObject*>(object);
+    if (PyArray_TYPE(out) != PyArray_TYPE(x) || PyArray_NDIM(out) != PyArray_NDIM(x) ||
+        !PyArray_ISNOTSWAPPED(out) ||
+        !PyArray_CHKFLAGS(out, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_WRITEABLE)) {
+        return false;
+    }
+    for (int d = 0; d < PyArray_NDIM(x); ++d) {
+        if (PyArray_DIM(out, d) != PyArray_DIM(x, d)) return false;
+    }
+    const auto* x_begin = static_cast<const char*>(PyArray_DATA(x));
+    const auto* out_begin = static_cast<const char*>(PyArray_DATA(out));
+    const std::int64_t bytes = PyArray_NBYTES(x);
+    return x_begin == out_begin || x_begin + bytes <= out_begin || out_begin + bytes <= x_begin;
+}
+
+nb::object softmax_last_axis(nb::handle x_handle, int axis, bool log, nb::handle out_handle) {
     PyArrayObject* x = plain_input(x_handle, axis);
     if (x == nullptr) return nb::none();
-    PyObject* out = PyArray_NewLikeArray(x, NPY_CORDER, nullptr, 0);
-    if (out == nullptr) throw nb::python_error();
-    nb::object result = nb::steal(out);
-    auto* y = reinterpret_cast<PyArrayObject*>(out);
+    nb::object result;
+    if (out_handle.is_none()) {
+        PyObject* out = PyArray_NewLikeArray(x, NPY_CORDER, nullptr, 0);
+        if (out == nullptr) throw nb::python_error();
+        result = nb::steal(out);
+    } else {
+        if (!plain_output(x, out_handle.ptr())) return nb::none();
+        result = nb::borrow(out_handle);
+    }
+    auto* y = reinterpret_cast<PyArrayObject*>(result.ptr());
     if (PyArray_TYPE(x) == NPY_FLOAT32) {
         softmax_rows_of<float>(x, y, log);
     } else {
@@ -225,8 +251,10 @@ NB_MODULE(_core, m) {
     m.def("logsumexp_16bit", &logsumexp3_16bit, "x"_a.noconvert(), "out"_a.noconvert(),
           "mask"_a.noconvert().none(), "temperature"_a, "bfloat"_a);
     m.def("softmax_last_axis", &softmax_last_axis, "x"_a, "axis"_a, "log"_a,
+          "out"_a = nb::none(),
           "softmax (log: log_softmax) over the last axis of a C-contiguous float32/float64 "
-          "ndarray, as a new array; None if x is not that case.");
+          "ndarray, into out (x itself or not overlapping it) or a new array; None if x or "
+          "out is not that case.");
     m.def("logsumexp_last_axis", &logsumexp_last_axis, "x"_a, "axis"_a,
           "logsumexp over the last axis of a C-contiguous float32/float64 ndarray, as a new "
           "array; None if x is not that case.");

@@ -302,3 +302,41 @@ def test_huge_axis_and_array_temperature_keep_their_errors(function):
         function(x, axis=-(2**40))
     with pytest.raises(TypeError):
         function(x, temperature=np.array([1.0, 2.0]))
+
+
+@needs_cpp
+@pytest.mark.parametrize("log", [False, True])
+def test_one_step_call_into_out(log):
+    """out= takes the one-step path when out is x itself or apart from it, and
+    declines (None: the general path) for every other out."""
+    from fastsoftmax import _cpp_backend
+
+    rng = np.random.default_rng(9)
+    x = rng.normal(0, 3, (5, 9)).astype(np.float32)
+    want = _cpp_backend.softmax_last_axis(x, -1, log)
+    out = np.empty_like(x)
+    assert _cpp_backend.softmax_last_axis(x, -1, log, out) is out
+    np.testing.assert_array_equal(out, want)
+    inplace = x.copy()
+    assert _cpp_backend.softmax_last_axis(inplace, -1, log, inplace) is inplace
+    np.testing.assert_array_equal(inplace, want)
+
+    buffer = np.zeros(x.size + 3, np.float32)
+    shifted_in, shifted_out = buffer[:-3].reshape(x.shape), buffer[3:].reshape(x.shape)
+    shifted_in[...] = x
+    readonly = np.empty_like(x)
+    readonly.flags.writeable = False
+    declined = {
+        "partial overlap": (shifted_in, shifted_out),
+        "other dtype": (x, np.empty(x.shape, np.float64)),
+        "other shape": (x, np.empty((9, 5), np.float32)),
+        "fortran": (x, np.empty(x.shape, np.float32, order="F")),
+        "read-only": (x, readonly),
+        "not an array": (x, [[0.0] * 9] * 5),
+    }
+    for name, (source, target) in declined.items():
+        assert _cpp_backend.softmax_last_axis(source, -1, log, target) is None, name
+    function = fs.log_softmax if log else fs.softmax
+    got = function(shifted_in, out=shifted_out)  # the general path reads x from a copy
+    assert got is shifted_out
+    np.testing.assert_array_equal(got, want)

@@ -249,20 +249,20 @@ def _softmax_like(
 def _try_plain(
     x: Any, axis: Axis, temperature: Any, where: Any, out: Any, backend: Any, log: bool
 ) -> np.ndarray | None:
-    """The common call in one step: no options, an int axis, the compiled
-    backend (by default or by name). The extension checks the array itself
-    (an exact float32/float64 ndarray, C-contiguous, reduced over its last
-    axis) and returns None for anything else."""
+    """The common call in one step: no options but out=, an int axis, the
+    compiled backend (by default or by name). The extension checks the arrays
+    itself (exact float32/float64 ndarrays, C-contiguous, reduced over the
+    last axis; out of x's dtype and shape, x itself or apart from it) and
+    returns None for anything else."""
     if (
         type(axis) is int
         and -_MAX_DIMS <= axis < _MAX_DIMS
         and where is None
-        and out is None
         and _is_unit_temperature(temperature)
         and (backend is None or backend == "cpp")
         and _backends.plain_kernel is not None
     ):
-        return _backends.plain_kernel(x, axis, log)
+        return _backends.plain_kernel(x, axis, log, out)
     return None
 
 

@@ -19,7 +19,7 @@ PREFERENCE = ("cpp", "numba", "numpy")
 
 _modules: dict[str, ModuleType] = {"numpy": _reference}
 # softmax along the last axis of a C-contiguous array, when the default
-# backend is compiled: (x, axis, log) -> new array or None (see _api._try_plain)
+# backend is compiled: (x, axis, log, out) -> the result or None (see _api._try_plain)
 plain_kernel = None
 # logsumexp over the last axis likewise: (x, axis) -> new array or None
 plain_logsumexp = None
