@@ -3,6 +3,10 @@ the dtypes, and the oracle with the accuracy bounds of SPEC.md."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -142,3 +146,18 @@ def online_from_1mib():
         yield
     finally:
         _core.set_online_row_bytes(previous)
+
+
+def run_python(code: str, *, timeout: float = 300, **env: str) -> str:
+    """Run code in a new Python process (environment variables added from
+    env); assert it succeeds and return what it printed."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **env),
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout

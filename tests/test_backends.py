@@ -6,28 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import assert_matches_oracle, random_logits
+from conftest import assert_matches_oracle, random_logits, run_python
 
 import fastsoftmax as fs
-
-
-def _run_python(code: str, **env: str) -> str:
-    environment = dict(os.environ, **env)
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def test_backends_best_first():
@@ -52,7 +36,7 @@ def test_info_fields():
 
 
 def test_import_does_not_import_numba():
-    out = _run_python("import sys, fastsoftmax; print('numba' in sys.modules)")
+    out = run_python("import sys, fastsoftmax; print('numba' in sys.modules)")
     assert out.strip() == "False"
 
 
@@ -62,7 +46,7 @@ def test_works_without_the_extension():
         "print(json.dumps([fs.backends(), fs.info()['unavailable'],"
         " fs.softmax([2.0, 1.0, 0.1]).tolist()]))"
     )
-    names, unavailable, values = json.loads(_run_python(code, FASTSOFTMAX_DISABLE_EXTENSION="1"))
+    names, unavailable, values = json.loads(run_python(code, FASTSOFTMAX_DISABLE_EXTENSION="1"))
     assert "cpp" not in names and "numpy" in names
     assert "cpp" in unavailable
     np.testing.assert_allclose(values, [0.65900114, 0.24243297, 0.09856589], rtol=1e-7)
@@ -73,14 +57,14 @@ def test_simd_override_from_environment():
     if not levels:
         pytest.skip("no compiled extension")
     lowest = levels[-1]
-    out = _run_python(
+    out = run_python(
         "import fastsoftmax as fs; print(fs.info()['simd_level'])", FASTSOFTMAX_SIMD=lowest
     )
     assert out.strip() == lowest
 
 
 def test_threads_from_environment():
-    out = _run_python(
+    out = run_python(
         "import fastsoftmax as fs; print(fs.get_num_threads())", FASTSOFTMAX_NUM_THREADS="3"
     )
     assert out.strip() == "3"
@@ -155,7 +139,7 @@ def test_threads_work_after_fork():
         "_, status = os.waitpid(pid, 0)\n"
         "print('child', os.waitstatus_to_exitcode(status))\n"
     )
-    assert "child 0" in _run_python(code)
+    assert "child 0" in run_python(code)
 
 
 def test_calls_from_many_threads_with_threaded_calls():
@@ -180,9 +164,9 @@ def test_calls_from_many_threads_with_threaded_calls():
 
 
 def test_demo_and_info_commands():
-    out = _run_python("from fastsoftmax.__main__ import main; main(['demo'])")
+    out = run_python("from fastsoftmax.__main__ import main; main(['demo'])")
     assert "0.659" in out
-    out = _run_python("from fastsoftmax.__main__ import main; main(['info'])")
+    out = run_python("from fastsoftmax.__main__ import main; main(['info'])")
     assert json.loads(out)["version"] == fs.__version__
 
 

@@ -7,15 +7,12 @@ The rest of the suite runs every public function through backend="numba".
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
-from conftest import assert_matches_oracle, random_logits
+from conftest import assert_matches_oracle, random_logits, run_python
 
 import fastsoftmax as fs
 
@@ -246,19 +243,9 @@ def test_a_second_process_does_not_compile_again(tmp_path):
     next one loads it (a cache hit, no miss) instead of compiling."""
     import json
 
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-
     def run() -> tuple[float, int, int]:
-        done = subprocess.run(
-            [sys.executable, "-c", _CACHE_PROBE],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=600,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        return tuple(json.loads(done.stdout.strip().splitlines()[-1]))
+        out = run_python(_CACHE_PROBE, timeout=600, NUMBA_CACHE_DIR=str(tmp_path))
+        return tuple(json.loads(out.strip().splitlines()[-1]))
 
     _, first_hits, first_misses = run()
     assert first_misses >= 1 and first_hits == 0
