@@ -105,8 +105,8 @@ void exp_nonpositive(const Array1<const T>& d, const Array1<T>& out) {
 // The common call in one step, for the Python layer's fast path: x an exact
 // ndarray of native float32/float64, C-contiguous and aligned, with at least
 // one element, reduced over its last axis (axis -1 or ndim - 1); the result
-// is a new array. Anything else returns None and the caller takes the
-// general path. NumPy's C API reads the array header directly: nanobind's
+// goes to a new array or to out= (see plain_output). Anything else returns
+// None and the caller takes the general path. NumPy's C API reads the array header directly: nanobind's
 // generic ndarray import costs ~0.35 us an array, most of a 3-element call.
 // Small calls keep the GIL: releasing and taking it back costs more than
 // the work.
@@ -122,7 +122,6 @@ void maybe_without_gil(std::int64_t size, const F& f) {
         f();
     }
 }
-
 
 template <class T>
 void softmax_rows_of(PyArrayObject* x, PyArrayObject* out, bool log) {
