@@ -27,6 +27,10 @@
 //   exp(0) == 1 and exp(-inf) == 0 exactly. NaN is never passed in.
 #include "row_kernels.h"
 
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include <cmath>
 #include <cstring>
 #include <iterator>
@@ -42,6 +46,7 @@
 #endif
 
 #define FS_INLINE inline __attribute__((always_inline))
+#define FS_INLINE_LAMBDA __attribute__((always_inline))
 
 namespace fastsoftmax {
 namespace FASTSOFTMAX_LEVEL {
@@ -92,6 +97,56 @@ FS_INLINE V broadcast(T value) {
     return V{} + value;
 }
 
+// Lane indices 0, 1, ..., lanes - 1.
+template <class I>
+FS_INLINE I lane_indices() {
+    I index{};
+    for (int64_t j = 0; j < int64_t(sizeof(I) / sizeof(index[0])); ++j) index[j] = j;
+    return index;
+}
+
+// Lanes [0, count) of p into a vector whose other lanes are 0; nothing past
+// p[count - 1] is read. AVX2 and AVX-512 mask the load (one instruction per
+// 32 or 64 bytes); other levels go through a small buffer.
+template <class T>
+FS_INLINE typename Simd<T>::Real load_first(const T* p, int64_t count) {
+    using S = Simd<T>;
+    typename S::Real v{};
+#if defined(__AVX512F__)
+    constexpr int64_t kPiece = 64 / int64_t(sizeof(T));
+    for (int64_t k = 0; k < S::lanes && k < count; k += kPiece) {
+        const int64_t c = count - k < kPiece ? count - k : kPiece;
+        const auto bits = static_cast<uint16_t>((uint32_t(1) << c) - 1);
+        if constexpr (sizeof(T) == 4) {
+            const __m512 piece = _mm512_maskz_loadu_ps(bits, p + k);
+            std::memcpy(reinterpret_cast<char*>(&v) + k * sizeof(T), &piece, sizeof piece);
+        } else {
+            const __m512d piece = _mm512_maskz_loadu_pd(static_cast<uint8_t>(bits), p + k);
+            std::memcpy(reinterpret_cast<char*>(&v) + k * sizeof(T), &piece, sizeof piece);
+        }
+    }
+#elif defined(__AVX2__)
+    constexpr int64_t kPiece = 32 / int64_t(sizeof(T));
+    typedef typename SameWidthInt<T>::type Piece __attribute__((vector_size(32)));
+    const Piece index = lane_indices<Piece>();
+    for (int64_t k = 0; k < S::lanes && k < count; k += kPiece) {
+        const Piece on = index < Piece{} + typename SameWidthInt<T>::type(count - k);
+        if constexpr (sizeof(T) == 4) {
+            const __m256 piece = _mm256_maskload_ps(p + k, reinterpret_cast<const __m256i&>(on));
+            std::memcpy(reinterpret_cast<char*>(&v) + k * sizeof(T), &piece, sizeof piece);
+        } else {
+            const __m256d piece = _mm256_maskload_pd(p + k, reinterpret_cast<const __m256i&>(on));
+            std::memcpy(reinterpret_cast<char*>(&v) + k * sizeof(T), &piece, sizeof piece);
+        }
+    }
+#else
+    T buffer[S::lanes] = {};
+    for (int64_t j = 0; j < count; ++j) buffer[j] = p[j];
+    std::memcpy(&v, buffer, sizeof v);
+#endif
+    return v;
+}
+
 // Load `count` (<= lanes) elements; lanes past count hold `fill`, chosen so
 // that they change nothing (-inf for a max or an exp). count == lanes is the
 // main-loop case and folds to one unaligned load.
@@ -101,23 +156,42 @@ FS_INLINE typename Simd<T>::Real load(const T* p, int64_t count, T fill) {
     typename S::Real v;
     if (count == S::lanes) {
         std::memcpy(&v, p, sizeof v);
-    } else {
-        T buffer[S::lanes];
-        for (int64_t j = 0; j < S::lanes; ++j) buffer[j] = j < count ? p[j] : fill;
-        std::memcpy(&v, buffer, sizeof v);
+        return v;
     }
-    return v;
+    const auto live = lane_indices<typename S::Ints>() < typename S::Int(count);
+    return live ? load_first(p, count) : broadcast<typename S::Real>(fill);
 }
 
+// Store lanes [0, count) of v to p. (A fixed-length loop: a loop of `count`
+// copies became a memcpy call.)
 template <class T>
 FS_INLINE void store(T* p, typename Simd<T>::Real v, int64_t count) {
-    if (count == Simd<T>::lanes) {
+    using S = Simd<T>;
+    if (count == S::lanes) {
         std::memcpy(p, &v, sizeof v);
-    } else {
-        T buffer[Simd<T>::lanes];
-        std::memcpy(buffer, &v, sizeof v);
-        for (int64_t j = 0; j < count; ++j) p[j] = buffer[j];
+        return;
     }
+#if defined(__AVX512F__)
+    constexpr int64_t kPiece = 64 / int64_t(sizeof(T));
+    for (int64_t k = 0; k < S::lanes && k < count; k += kPiece) {
+        const int64_t c = count - k < kPiece ? count - k : kPiece;
+        const auto bits = static_cast<uint16_t>((uint32_t(1) << c) - 1);
+        if constexpr (sizeof(T) == 4) {
+            __m512 piece;
+            std::memcpy(&piece, reinterpret_cast<const char*>(&v) + k * sizeof(T), sizeof piece);
+            _mm512_mask_storeu_ps(p + k, bits, piece);
+        } else {
+            __m512d piece;
+            std::memcpy(&piece, reinterpret_cast<const char*>(&v) + k * sizeof(T), sizeof piece);
+            _mm512_mask_storeu_pd(p + k, static_cast<uint8_t>(bits), piece);
+        }
+    }
+#else
+#pragma GCC unroll 16
+    for (int64_t j = 0; j < S::lanes; ++j) {
+        if (j < count) p[j] = v[j];
+    }
+#endif
 }
 
 // Mask bytes as lanes of all ones (active) or zeros; lanes past count are inactive.
@@ -137,10 +211,37 @@ FS_INLINE typename Simd<T>::Ints load_mask(const uint8_t* p, int64_t count) {
 }
 
 template <class V>
+constexpr int64_t lanes_of = int64_t(sizeof(V) / sizeof(V{}[0]));
+
+// op over the lanes of v as a tree: lane j with lane j + lanes/2, then the
+// halves again (log2(lanes) dependent steps instead of lanes - 1).
+template <class V, class Op>
+FS_INLINE auto fold_lanes(V v, const Op& op) {
+    constexpr int64_t L = lanes_of<V>;
+    if constexpr (L == 1) {
+        return v[0];
+    } else {
+        return [&]<std::size_t... j>(std::index_sequence<j...>) __attribute__((always_inline)) {
+            return fold_lanes(op(__builtin_shufflevector(v, v, j...),
+                                 __builtin_shufflevector(v, v, (j + L / 2)...)),
+                              op);
+        }(std::make_index_sequence<std::size_t(L / 2)>{});
+    }
+}
+
+template <class V>
 FS_INLINE auto lanes_sum(V v) {
-    auto total = v[0];
-    for (int64_t j = 1; j < int64_t(sizeof(V) / sizeof(v[0])); ++j) total += v[j];
-    return total;
+    return fold_lanes(v, [](auto a, auto b) { return a + b; });
+}
+
+template <class V>
+FS_INLINE auto lanes_max(V v) {
+    return fold_lanes(v, [](auto a, auto b) { return a > b ? a : b; });
+}
+
+template <class V>
+FS_INLINE auto lanes_min(V v) {
+    return fold_lanes(v, [](auto a, auto b) { return a < b ? a : b; });
 }
 
 // Visit [begin, end) a vector at a time: blocks of four vectors into four
@@ -219,6 +320,7 @@ struct ExpConstants<double> {
 // the FMA units busy where the out-of-order window alone does not (AVX2 on
 // this project's Zen machine: 0.93 -> 0.68 ns per float with K = 4).
 #define FS_EACH(k) _Pragma("GCC unroll 16") for (int k = 0; k < K; ++k)
+#define FS_EACH4(k) _Pragma("GCC unroll 4") for (int k = 0; k < 4; ++k)
 
 template <class T, bool kSubnormal, int K>
 FS_INLINE void exp_nonpositive_block(typename Simd<T>::Real (&v)[K]) {
@@ -235,8 +337,10 @@ FS_INLINE void exp_nonpositive_block(typename Simd<T>::Real (&v)[K]) {
     FS_EACH(k) r[k] = v[k] - n[k] * C::ln2_high;
     FS_EACH(k) r[k] = r[k] - n[k] * C::ln2_low;
     FS_EACH(k) p[k] = broadcast<R>(C::poly[0]);
-    const auto horner_step = [&](T c) { FS_EACH(k) p[k] = p[k] * r[k] + c; };
-    [&]<std::size_t... j>(std::index_sequence<j...>) {
+    const auto horner_step = [&](T c) __attribute__((always_inline)) {
+        FS_EACH(k) p[k] = p[k] * r[k] + c;
+    };
+    [&]<std::size_t... j>(std::index_sequence<j...>) __attribute__((always_inline)) {
         (horner_step(C::poly[j + 1]), ...);
     }(std::make_index_sequence<std::size(C::poly) - 1>{});
     if constexpr (!kSubnormal) {  // every result is normal
@@ -309,12 +413,19 @@ struct LaneTotal {
 
 // The row total from the per-lane totals, lanes in order. lane(j) gives
 // (sum, compensation) of lane j as doubles.
+constexpr int64_t kMaxLanes = kVectorBytes / 4;
+
 template <bool kCompensated, class Lane>
 FS_INLINE double lanes_total(int64_t lanes, const Lane& lane) {
     if constexpr (!kCompensated) {  // float rows: a few double adds lose nothing at float precision
-        double total = 0.0;
-        for (int64_t j = 0; j < lanes; ++j) total += lane(j).first;
-        return total;
+        // As a tree, in fold_lanes' order: the row kernel's and the column
+        // kernel's totals must agree bit for bit.
+        double total[kMaxLanes];
+        for (int64_t j = 0; j < lanes; ++j) total[j] = lane(j).first;
+        for (int64_t width = lanes / 2; width >= 1; width /= 2) {
+            for (int64_t j = 0; j < width; ++j) total[j] += total[j + width];
+        }
+        return total[0];
     } else {
         CompensatedSum total;
         for (int64_t j = 0; j < lanes; ++j) {
@@ -337,8 +448,57 @@ struct RowScan {
     bool has_nan;    // an active element is NaN
 };
 
+// scan_row without a mask: accumulators in registers; a partial tail is read
+// as the row's last full vector (lanes seen twice change no max, min or NaN
+// flag), so only rows shorter than a vector take a masked load.
+template <class T>
+RowScan<T> scan_unmasked_row(const T* x, int64_t n) {
+    using S = Simd<T>;
+    using Real = typename S::Real;
+    using Ints = typename S::Ints;
+    constexpr int64_t L = S::lanes;
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    Real max[4], min[4];
+    Ints nan[4];
+    FS_EACH4(k) {
+        max[k] = broadcast<Real>(-inf);
+        min[k] = broadcast<Real>(inf);
+        nan[k] = Ints{};
+    }
+    const auto add = [&](int k, Real high, Real low) FS_INLINE_LAMBDA {
+        max[k] = high > max[k] ? high : max[k];
+        min[k] = low < min[k] ? low : min[k];
+        nan[k] |= high != high;
+    };
+    int64_t i = 0;
+    for (; i + 4 * L <= n; i += 4 * L) {
+        FS_EACH4(k) {
+            const Real v = load(x + i + k * L, L, T(0));
+            add(k, v, v);
+        }
+    }
+    for (; i + L <= n; i += L) {
+        const Real v = load(x + i, L, T(0));
+        add(1, v, v);
+    }
+    if (i < n) {
+        if (n >= L) {
+            const Real v = load(x + n - L, L, T(0));
+            add(2, v, v);
+        } else {
+            const Real v = load_first(x, n);
+            const auto live = lane_indices<Ints>() < typename S::Int(n);
+            add(2, live ? v : broadcast<Real>(-inf), live ? v : broadcast<Real>(inf));
+        }
+    }
+    _Pragma("GCC unroll 4") for (int k = 1; k < 4; ++k) add(0, max[k], min[k]), nan[0] |= nan[k];
+    // NaN lanes never entered: max and min ignore NaN.
+    return {lanes_max(max[0]), lanes_min(min[0]), n, lanes_sum(nan[0]) != 0};
+}
+
 template <class T>
 RowScan<T> scan_row(const T* x, const uint8_t* mask, int64_t n) {
+    if (mask == nullptr) return scan_unmasked_row(x, n);
     using S = Simd<T>;
     using Real = typename S::Real;
     using Ints = typename S::Ints;
@@ -351,40 +511,25 @@ RowScan<T> scan_row(const T* x, const uint8_t* mask, int64_t n) {
     };
     Acc acc[4];
     for (Acc& a : acc) a = {broadcast<Real>(-inf), broadcast<Real>(inf), Ints{}, Ints{}};
-    if (mask == nullptr) {
-        visit_vectors<T>(0, n, acc, [&](int64_t i, int64_t count, Acc& a) {
-            const Real v = load(x + i, count, -inf);
-            const Real w = count == S::lanes ? v : load(x + i, count, inf);  // tail: +inf fill
-            a.max = v > a.max ? v : a.max;
-            a.min = w < a.min ? w : a.min;
-            a.nan |= v != v;
-        });
-    } else {
-        visit_vectors<T>(0, n, acc, [&](int64_t i, int64_t count, Acc& a) {
-            const Ints on = load_mask<T>(mask + i, count);
-            const Real v = load(x + i, count, -inf);
-            const Real high = on ? v : broadcast<Real>(-inf);
-            const Real low = on ? v : broadcast<Real>(inf);
-            a.max = high > a.max ? high : a.max;
-            a.min = low < a.min ? low : a.min;
-            a.nan |= high != high;
-            a.active += on;
-        });
-    }
-    RowScan<T> scan{-inf, inf, n, false};
-    if (mask != nullptr) scan.active = -int64_t(lanes_sum((acc[0].active + acc[1].active) +
-                                                           (acc[2].active + acc[3].active)));
+    visit_vectors<T>(0, n, acc, [&](int64_t i, int64_t count, Acc& a) FS_INLINE_LAMBDA {
+        const Ints on = load_mask<T>(mask + i, count);
+        const Real v = load(x + i, count, -inf);
+        const Real high = on ? v : broadcast<Real>(-inf);
+        const Real low = on ? v : broadcast<Real>(inf);
+        a.max = high > a.max ? high : a.max;
+        a.min = low < a.min ? low : a.min;
+        a.nan |= high != high;
+        a.active += on;
+    });
     for (int k = 1; k < 4; ++k) {  // fold the accumulators, then the lanes
         acc[0].max = acc[k].max > acc[0].max ? acc[k].max : acc[0].max;
         acc[0].min = acc[k].min < acc[0].min ? acc[k].min : acc[0].min;
         acc[0].nan |= acc[k].nan;
+        acc[0].active += acc[k].active;
     }
-    for (int64_t j = 0; j < S::lanes; ++j) {
-        scan.max = acc[0].max[j] > scan.max ? acc[0].max[j] : scan.max;
-        scan.min = acc[0].min[j] < scan.min ? acc[0].min[j] : scan.min;
-        scan.has_nan = scan.has_nan || acc[0].nan[j] != 0;
-    }
-    return scan;
+    // NaN lanes never entered: max and min ignore NaN.
+    return {lanes_max(acc[0].max), lanes_min(acc[0].min), -int64_t(lanes_sum(acc[0].active)),
+            lanes_sum(acc[0].nan) != 0};
 }
 
 // Rows whose max is not finite, or with nothing active, take the
@@ -716,6 +861,143 @@ void softmax_row_online(const T* x, T* y, const uint8_t* mask, int64_t n, double
                                                                           row.scan.max, scale,
                                                                           inverse);
     });
+}
+
+// Rows of at most kShortRowVectors vectors (class scores, short sequences)
+// are loaded once and stay in registers from the scan to the store: no
+// second read, no scale pass, no loop. The sums take exp_sums' order exactly
+// (full vectors into accumulator 0 and a partial tail into accumulator 1, or
+// one block of four into four accumulators), so a short row gets the bits
+// the general passes give. Special and wide rows return false (the general
+// path takes them).
+constexpr int kShortRowVectors = 4;
+
+enum class ShortOp { softmax, log_softmax, logsumexp };
+
+// G rows of M vectors each (rows g at x + g * x_stride, y likewise): with
+// G > 1 the rows' dependency chains (max, exp, sum, division) interleave,
+// which a row of one or two vectors needs: alone it waits on latencies.
+// logsumexp[g * ls_step] gets row g's logsumexp (kOp == logsumexp).
+template <class T, int M, int G, ShortOp kOp>
+bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
+                double temperature, T* logsumexp, int64_t ls_step) {
+    using S = Simd<T>;
+    using Real = typename S::Real;
+    using Ints = typename S::Ints;
+    constexpr int64_t L = S::lanes;
+    constexpr int K = M * G;  // vector k of row g is v[g * M + k]
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    const int64_t tail = n - (M - 1) * L;  // elements in a row's last vector: 1 .. L
+    const auto live = lane_indices<Ints>() < typename S::Int(tail);
+    const auto last = [](int q) { return q % M == M - 1; };
+    Real v[K];
+    FS_EACH(q) {
+        const T* at = x + (q / M) * x_stride + (q % M) * L;
+        v[q] = !last(q) || tail == L ? load(at, L, T(0)) : load_first(at, tail);
+    }
+    RowScan<T> scan[G];
+    bool stays = true;
+    for (int g = 0; g < G; ++g) {
+        const Real* row = v + g * M;
+        Real high = live ? row[M - 1] : broadcast<Real>(-inf);
+        Real low = live ? row[M - 1] : broadcast<Real>(inf);
+        Ints nan = high != high;
+        for (int k = 0; k + 1 < M; ++k) {
+            high = row[k] > high ? row[k] : high;  // NaN never enters: the row leaves below
+            low = row[k] < low ? row[k] : low;
+            nan |= row[k] != row[k];
+        }
+        scan[g] = {lanes_max(high), lanes_min(low), n, lanes_sum(nan) != 0};
+        if (is_special(scan[g]) || needs_wide(scan[g], temperature)) return false;
+    }
+    const T scale = static_cast<T>(1.0 / temperature);
+    for (int g = 0; g < G; ++g) stays = stays && stays_normal(scan[g], scale);
+    with_exp_flags(!stays, scale != T(1), [&](auto sub, auto scaled) {
+        constexpr bool kSubnormal = decltype(sub)::value;
+        constexpr bool kScaled = decltype(scaled)::value;
+        constexpr bool kSplit = kOp != ShortOp::softmax;
+        Real d[K], e[K];
+        FS_EACH(q) {
+            d[q] = centred<kScaled>(v[q], scan[q / M].max, scale);
+            if (last(q)) d[q] = live ? d[q] : broadcast<Real>(-inf);  // as exp_sums' -inf fill
+            e[q] = last(q) ? (live ? d[q] : Real{}) : d[q];
+        }
+        exp_nonpositive_block<T, kSubnormal, K>(e);
+        FS_EACH(q) {
+            if (last(q)) e[q] = live ? e[q] : Real{};
+        }
+        for (int g = 0; g < G; ++g) {
+            const Real* dg = d + g * M;
+            const Real* eg = e + g * M;
+            Real acc[4] = {};
+            Ints at_count{};
+            if (M == 4 && tail == L) {
+                for (int k = 0; k < M; ++k) add_exp<kSplit>(acc[k % 4], at_count, dg[k], eg[k]);
+            } else {
+                for (int k = 0; k + 1 < M; ++k) add_exp<kSplit>(acc[0], at_count, dg[k], eg[k]);
+                add_exp<kSplit>(acc[tail == L ? 0 : 1], at_count, dg[M - 1], eg[M - 1]);
+            }
+            const Real total = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+            const SplitSum sums{
+                lanes_total<kCompensatedTotals<T>>(L, [&](int64_t j) {
+                    return std::pair<double, double>{static_cast<double>(total[j]), 0.0};
+                }),
+                kSplit ? double(lanes_sum(at_count)) : 0.0};
+            if constexpr (kOp == ShortOp::logsumexp) {
+                logsumexp[g * ls_step] = static_cast<T>(static_cast<double>(scan[g].max) / temperature +
+                                                        log_of_split_sum(sums));
+                continue;
+            }
+            T* out = y + g * y_stride;
+            const Real* vg = v + g * M;
+            if constexpr (kOp == ShortOp::softmax) {
+                const T inverse = static_cast<T>(1.0 / (sums.below_max + sums.at_max));
+                for (int k = 0; k < M; ++k) store(out + k * L, eg[k] * inverse, k + 1 < M ? L : tail);
+            } else {  // subtract_row's expression
+                const T log_sum = static_cast<T>(log_of_split_sum(sums));
+                for (int k = 0; k < M; ++k) {
+                    store(out + k * L, (vg[k] - scan[g].max) * scale - log_sum, k + 1 < M ? L : tail);
+                }
+            }
+        }
+    });
+    return true;
+}
+
+// Rows of 1 .. kShortRowVectors vectors, `rows` of them, a group at a time;
+// a group holding a special or wide row goes row by row through `general`.
+template <ShortOp kOp, int M, class T, class General>
+void short_rows_of(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows, int64_t n,
+                   double temperature, T* logsumexp, int64_t ls_step, const General& general) {
+    constexpr int G = M == 1 ? 4 : (M == 2 ? 2 : 1);
+    int64_t r = 0;
+    for (; r + G <= rows; r += G) {
+        if (!short_rows<T, M, G, kOp>(x + r * x_stride, x_stride, y + r * y_stride, y_stride, n,
+                                       temperature, logsumexp + r * ls_step, ls_step)) {
+            for (int64_t g = r; g < r + G; ++g) general(g);
+        }
+    }
+    for (; r < rows; ++r) {
+        if (!short_rows<T, M, 1, kOp>(x + r * x_stride, x_stride, y + r * y_stride, y_stride, n,
+                                       temperature, logsumexp + r * ls_step, ls_step)) {
+            general(r);
+        }
+    }
+}
+
+// True when n suits the short-row kernels (then they did every row).
+template <ShortOp kOp, class T, class General>
+bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows, int64_t n,
+                double temperature, T* logsumexp, int64_t ls_step, const General& general) {
+    constexpr int64_t L = Simd<T>::lanes;
+    if (n <= 0 || online_sized<T>(n)) return false;
+    switch ((n + L - 1) / L) {
+        case 1: short_rows_of<kOp, 1>(x, x_stride, y, y_stride, rows, n, temperature, logsumexp, ls_step, general); return true;
+        case 2: short_rows_of<kOp, 2>(x, x_stride, y, y_stride, rows, n, temperature, logsumexp, ls_step, general); return true;
+        case 3: short_rows_of<kOp, 3>(x, x_stride, y, y_stride, rows, n, temperature, logsumexp, ls_step, general); return true;
+        case 4: short_rows_of<kOp, 4>(x, x_stride, y, y_stride, rows, n, temperature, logsumexp, ls_step, general); return true;
+        default: return false;
+    }
 }
 
 template <class T>
@@ -1127,6 +1409,38 @@ void narrow_row(const float* in, std::uint16_t* out, int64_t stride, int64_t n) 
 #define FS_STRINGIFY(name) FS_STRINGIFY2(name)
 
 extern const RowKernels kernels;
+// Contiguous rows (no mask) at a stride: short rows a few at a time, others
+// one by one.
+template <class T>
+void softmax_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows, int64_t n,
+                  double temperature, RowOp op) {
+    const auto general = [&](int64_t r) {
+        softmax_row(x + r * x_stride, y + r * y_stride, nullptr, n, temperature, op);
+    };
+    const bool done =
+        op == RowOp::softmax
+            ? short_rows<ShortOp::softmax>(x, x_stride, y, y_stride, rows, n, temperature,
+                                           static_cast<T*>(nullptr), 0, general)
+            : short_rows<ShortOp::log_softmax>(x, x_stride, y, y_stride, rows, n, temperature,
+                                               static_cast<T*>(nullptr), 0, general);
+    if (!done) {
+        for (int64_t r = 0; r < rows; ++r) general(r);
+    }
+}
+
+// out[r * out_step] = logsumexp of row r.
+template <class T>
+void logsumexp_rows(const T* x, int64_t x_stride, T* out, int64_t out_step, int64_t rows,
+                    int64_t n, double temperature) {
+    const auto general = [&](int64_t r) {
+        out[r * out_step] = static_cast<T>(logsumexp_row(x + r * x_stride, nullptr, n, temperature));
+    };
+    if (!short_rows<ShortOp::logsumexp>(x, x_stride, static_cast<T*>(nullptr), 0, rows, n,
+                                        temperature, out, out_step, general)) {
+        for (int64_t r = 0; r < rows; ++r) general(r);
+    }
+}
+
 const RowKernels kernels = {
     FS_STRINGIFY(FASTSOFTMAX_LEVEL),
     &softmax_row<float>,
@@ -1143,6 +1457,10 @@ const RowKernels kernels = {
     &softmax_columns<double>,
     &logsumexp_columns<float>,
     &logsumexp_columns<double>,
+    &softmax_rows<float>,
+    &softmax_rows<double>,
+    &logsumexp_rows<float>,
+    &logsumexp_rows<double>,
 };
 
 }  // namespace FASTSOFTMAX_LEVEL

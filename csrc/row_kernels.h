@@ -65,6 +65,23 @@ struct RowKernels {
     std::int64_t (*logsumexp_columns_f64)(const double* x, std::int64_t x_stride, double* y,
                                   std::int64_t y_step, std::int64_t width, std::int64_t n,
                                   double temperature);
+
+    // Contiguous rows without a mask, row r at x + r * x_stride (y likewise):
+    // as softmax_row on each, but rows of at most four vectors are computed
+    // a few at a time in registers (same values).
+    void (*softmax_rows_f32)(const float* x, std::int64_t x_stride, float* y,
+                             std::int64_t y_stride, std::int64_t rows, std::int64_t n,
+                             double temperature, RowOp op);
+    void (*softmax_rows_f64)(const double* x, std::int64_t x_stride, double* y,
+                             std::int64_t y_stride, std::int64_t rows, std::int64_t n,
+                             double temperature, RowOp op);
+    // out[r * out_step] = logsumexp of row r, rounded to the row's type.
+    void (*logsumexp_rows_f32)(const float* x, std::int64_t x_stride, float* out,
+                               std::int64_t out_step, std::int64_t rows, std::int64_t n,
+                               double temperature);
+    void (*logsumexp_rows_f64)(const double* x, std::int64_t x_stride, double* out,
+                               std::int64_t out_step, std::int64_t rows, std::int64_t n,
+                               double temperature);
 };
 
 // The tables compiled into this build (defined in row_kernels.cpp, one per level).

@@ -306,6 +306,26 @@ void call_softmax_row(const RowKernels& k, const T* x, T* y, const uint8_t* mask
 }
 
 template <class T>
+void call_softmax_rows(const RowKernels& k, const T* x, int64_t x_stride, T* y, int64_t y_stride,
+                       int64_t rows, int64_t n, double temperature, RowOp op) {
+    if constexpr (sizeof(T) == 4) {
+        k.softmax_rows_f32(x, x_stride, y, y_stride, rows, n, temperature, op);
+    } else {
+        k.softmax_rows_f64(x, x_stride, y, y_stride, rows, n, temperature, op);
+    }
+}
+
+template <class T>
+void call_logsumexp_rows(const RowKernels& k, const T* x, int64_t x_stride, T* out,
+                         int64_t out_step, int64_t rows, int64_t n, double temperature) {
+    if constexpr (sizeof(T) == 4) {
+        k.logsumexp_rows_f32(x, x_stride, out, out_step, rows, n, temperature);
+    } else {
+        k.logsumexp_rows_f64(x, x_stride, out, out_step, rows, n, temperature);
+    }
+}
+
+template <class T>
 int64_t call_softmax_columns(const RowKernels& k, const T* x, int64_t x_stride, T* y,
                              int64_t y_stride, int64_t width, int64_t n, double temperature,
                              RowOp op) {
@@ -390,6 +410,14 @@ void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<cons
                                  (!has_mask || mask.stride[2] == 1);
     const bool columns = columns_layout(x, y, has_mask, extent);
     parallel_rows(extent.outer * extent.inner, n, [&](int64_t first, int64_t last) {
+        if (rows_contiguous && !has_mask) {
+            for_each_tile(first, last, extent.inner, kMaxTileRows,
+                          [&](int64_t o, int64_t i, int64_t width) {
+                call_softmax_rows<T>(kernels, row_pointer(x, o, i), x.stride[1],
+                                     row_pointer(y, o, i), y.stride[1], width, n, temperature, op);
+            });
+            return;
+        }
         if (rows_contiguous) {
             for_each_tile(first, last, extent.inner, kMaxTileRows,
                           [&](int64_t o, int64_t i, int64_t width) {
@@ -466,6 +494,11 @@ void logsumexp_batch(StridedView3<const T> x, StridedView2<T> y, StridedView3<co
         std::vector<T> values(rows_contiguous ? 0 : size_t(tile_rows * n));
         std::vector<uint8_t> active(has_mask && !rows_contiguous ? size_t(tile_rows * n) : 0);
         auto by_rows = [&](int64_t o, int64_t i, int64_t width) {
+            if (rows_contiguous && !has_mask) {
+                call_logsumexp_rows<T>(kernels, row_pointer(x, o, i), x.stride[1],
+                                       row_pointer(y3, o, i), y3.stride[1], width, n, temperature);
+                return;
+            }
             if (!rows_contiguous) {
                 gather_tile(x, o, i, width, n, values.data());
                 if (has_mask) gather_tile(mask, o, i, width, n, active.data());
