@@ -632,7 +632,7 @@ SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, 
             if constexpr (kStore) store(y + i, e, count);
             add_exp<kSplit>(a, at_count, d, e);
         };
-        visit_vector_blocks<T>(start, stop, acc, [&](int64_t i, Real (&a)[4]) {
+        const auto block = [&](int64_t i, Real (&a)[4]) {
             if constexpr (kMasked) {
                 for (int k = 0; k < 4; ++k) visit(i + k * S::lanes, S::lanes, a[k]);
             } else {  // the four exps interleaved
@@ -647,7 +647,47 @@ SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, 
                     add_exp<kSplit>(a[k], at_count, d[k], e[k]);
                 }
             }
-        }, visit);
+        };
+        if constexpr (kMasked) {
+            visit_vector_blocks<T>(start, stop, acc, block, visit);
+        } else {
+            constexpr int64_t L = S::lanes;
+            int64_t i = start;
+            for (; i + 4 * L <= stop; i += 4 * L) block(i, acc);
+            if (i < stop) {
+                // What is left (up to three full vectors and a partial one) as one
+                // interleaved block, added as visit_vector_blocks adds it: full
+                // vectors into acc[0] in order, the partial one into acc[1].
+                constexpr int K = 4;
+                const int64_t left = stop - i;
+                const int64_t full = left / L, tail = left % L;
+                const auto live = lane_indices<Ints>() < typename S::Int(tail);
+                Real d[K], e[K];
+                FS_EACH(k) {
+                    if (k < full) {
+                        d[k] = centred<kScaled>(load(x + i + k * L, L, T(0)), max, scale);
+                        e[k] = d[k];
+                    } else if (k == full && tail > 0) {
+                        d[k] = centred<kScaled>(load_first(x + i + k * L, tail), max, scale);
+                        d[k] = live ? d[k] : broadcast<Real>(neg_inf);
+                        e[k] = live ? d[k] : Real{};
+                    } else {
+                        e[k] = Real{};
+                    }
+                }
+                exp_nonpositive_block<T, kSubnormal, K>(e);
+                FS_EACH(k) {
+                    if (k < full) {
+                        if constexpr (kStore) store(y + i + k * L, e[k], L);
+                        add_exp<kSplit>(acc[0], at_count, d[k], e[k]);
+                    } else if (k == full && tail > 0) {
+                        e[k] = live ? e[k] : Real{};
+                        if constexpr (kStore) store(y + i + k * L, e[k], tail);
+                        add_exp<kSplit>(acc[1], at_count, d[k], e[k]);
+                    }
+                }
+            }
+        }
         totals.add(__builtin_convertvector((acc[0] + acc[1]) + (acc[2] + acc[3]), Doubles));
     }
     const double below = lanes_total<kCompensatedTotals<T>>(S::lanes, [&](int64_t j) {
