@@ -14,9 +14,11 @@
 //   softmax:      scan (max, NaN, active count) | exp, store y, sum | scale y
 //   log_softmax:  scan | exp and sum, nothing stored | y = d - log(sum)
 //   logsumexp:    scan | exp and sum, nothing stored
-// with d = (x - max) / temperature. Sums run in the row's type over chunks of
-// kChunk elements with four vector accumulators; each lane's chunk partials
-// go to a double total, so the error does not grow with n (see kChunkVectors).
+// with d = (x - max) / temperature. Rows of at most four vectors skip the
+// passes: short_rows keeps them in registers, a few rows at a time. Sums run
+// in the row's type over chunks of kChunk elements with four vector
+// accumulators; each lane's chunk partials go to a double total, so the
+// error does not grow with n (see kChunkVectors).
 //
 // exp_nonpositive contract (tests/test_exp.py, `fastsoftmax accuracy`):
 //   float:  d in [-inf, 0]; max error 0.88 ULP with FMA (1.18 without) over
@@ -79,7 +81,8 @@ struct Simd {
 // bounds what a lane can round away, whatever the row's length). float rows
 // add those partials in plain double (2^-53 per add: nothing at float
 // precision for any row that fits in memory); double rows add them with a
-// TwoSum compensation. The lanes' totals are added in lane order at the end.
+// TwoSum compensation. The lanes' totals are added at the end (lanes_total:
+// a tree for float rows, lane order with compensation for double rows).
 constexpr int64_t kChunkVectors = 16;
 template <class T>
 constexpr int64_t kChunk = kChunkVectors * Simd<T>::lanes;
@@ -1183,7 +1186,7 @@ bool columns_stay_normal(const ColumnStats<T>& st, int64_t count, T scale) {
 // accumulator (r / lanes) % 4 in the unrolled part, of accumulator 0 in the
 // single-vector part and of accumulator 1 in the partial tail; accumulators
 // fold as ((0 + 1) + (2 + 3)) per lane, each lane's chunk partials go to its
-// own double total, and the lanes' totals are added in lane order; kSplit
+// own double total, and the lanes' totals are added by lanes_total; kSplit
 // counts d == 0 apart as the row kernel does. So a column gives bit for bit
 // what the same values laid out as a row give. Here each "slot"
 // (accumulator, lane) is a vector over columns. kStore writes e to y.
