@@ -1213,30 +1213,37 @@ void exp_sum_columns(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64
             return r < unrolled ? r % kSlots : (r < singles ? (r - unrolled) % L : L + (r - singles));
         };
         int64_t r = 0;
-        if (count == kColumnVectors * L) {
-            // A full group, two rows at a time: the eight exps interleaved, and both
-            // rows loaded before either is stored (x and y rows often share their
-            // low 12 address bits; a load behind such a store waits: 4K aliasing).
+        if (count == kColumnVectors * L && unrolled > 0) {
+            // A full group, slot by slot: rows q, q + kSlots, q + 2 kSlots, ... share
+            // a slot, so visiting them in that order keeps the slot's partial sums in
+            // registers (same additions in the same order as row by row). Two rows
+            // at a time: the eight exps interleaved, and both rows loaded before
+            // either is stored (x and y rows often share their low 12 address bits;
+            // a load behind such a store waits: 4K aliasing).
             constexpr int kRows = 2;
             constexpr int K = kRows * kColumnVectors;
-            for (; r + kRows <= m; r += kRows) {
-                Real d[K], e[K];
-                FS_EACH(q) {
-                    const int64_t row = chunk + r + q / kColumnVectors;
-                    const int v = q % kColumnVectors;
-                    d[q] = centred<kScaled>(load(x + row * x_stride + v * L, L, T(0)), st.max[v],
-                                            scale);
+            for (int64_t q = 0; q < kSlots; q += kRows) {
+                Real partial[K] = {};
+                for (int64_t base = q; base < unrolled; base += kSlots) {
+                    Real d[K], e[K];
+                    FS_EACH(p) {
+                        const int64_t row = chunk + base + p / kColumnVectors;
+                        const int v = p % kColumnVectors;
+                        d[p] = centred<kScaled>(load(x + row * x_stride + v * L, L, T(0)),
+                                                st.max[v], scale);
+                    }
+                    FS_EACH(p) e[p] = d[p];
+                    exp_nonpositive_block<T, kSubnormal, K>(e);
+                    FS_EACH(p) {
+                        const int64_t row = chunk + base + p / kColumnVectors;
+                        const int v = p % kColumnVectors;
+                        if constexpr (kStore) store(y + row * y_stride + v * L, e[p], L);
+                        add_exp<kSplit>(partial[p], at_count[v], d[p], e[p]);
+                    }
                 }
-                FS_EACH(q) e[q] = d[q];
-                exp_nonpositive_block<T, kSubnormal, K>(e);
-                FS_EACH(q) {
-                    const int64_t row = chunk + r + q / kColumnVectors;
-                    const int v = q % kColumnVectors;
-                    if constexpr (kStore) store(y + row * y_stride + v * L, e[q], L);
-                    add_exp<kSplit>(acc[v][slot_of(r + q / kColumnVectors)], at_count[v], d[q],
-                                    e[q]);
-                }
+                FS_EACH(p) acc[p % kColumnVectors][q + p / kColumnVectors] = partial[p];
             }
+            r = unrolled;
         }
         for (; r < m; ++r) {
             const int64_t slot = slot_of(r);
