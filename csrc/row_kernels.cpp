@@ -108,6 +108,19 @@ FS_INLINE I lane_indices() {
     return index;
 }
 
+#if defined(__AVX512F__)
+// piece(k, bits) for each 64-byte piece of a vector (lanes k .. k + 64 bytes)
+// that holds lanes below count; bits has a 1 for each of those lanes.
+template <class T, class Piece>
+FS_INLINE void for_each_masked_piece(int64_t count, const Piece& piece) {
+    constexpr int64_t kPiece = 64 / int64_t(sizeof(T));
+    for (int64_t k = 0; k < Simd<T>::lanes && k < count; k += kPiece) {
+        const int64_t c = count - k < kPiece ? count - k : kPiece;
+        piece(k, static_cast<uint16_t>((uint32_t(1) << c) - 1));
+    }
+}
+#endif
+
 // Lanes [0, count) of p into a vector whose other lanes are 0; nothing past
 // p[count - 1] is read. AVX2 and AVX-512 mask the load (one instruction per
 // 32 or 64 bytes); other levels go through a small buffer.
@@ -116,10 +129,7 @@ FS_INLINE typename Simd<T>::Real load_first(const T* p, int64_t count) {
     using S = Simd<T>;
     typename S::Real v{};
 #if defined(__AVX512F__)
-    constexpr int64_t kPiece = 64 / int64_t(sizeof(T));
-    for (int64_t k = 0; k < S::lanes && k < count; k += kPiece) {
-        const int64_t c = count - k < kPiece ? count - k : kPiece;
-        const auto bits = static_cast<uint16_t>((uint32_t(1) << c) - 1);
+    for_each_masked_piece<T>(count, [&](int64_t k, uint16_t bits) FS_INLINE_LAMBDA {
         if constexpr (sizeof(T) == 4) {
             const __m512 piece = _mm512_maskz_loadu_ps(bits, p + k);
             std::memcpy(reinterpret_cast<char*>(&v) + k * sizeof(T), &piece, sizeof piece);
@@ -127,7 +137,7 @@ FS_INLINE typename Simd<T>::Real load_first(const T* p, int64_t count) {
             const __m512d piece = _mm512_maskz_loadu_pd(static_cast<uint8_t>(bits), p + k);
             std::memcpy(reinterpret_cast<char*>(&v) + k * sizeof(T), &piece, sizeof piece);
         }
-    }
+    });
 #elif defined(__AVX2__)
     constexpr int64_t kPiece = 32 / int64_t(sizeof(T));
     typedef typename SameWidthInt<T>::type Piece __attribute__((vector_size(32)));
@@ -175,10 +185,7 @@ FS_INLINE void store(T* p, typename Simd<T>::Real v, int64_t count) {
         return;
     }
 #if defined(__AVX512F__)
-    constexpr int64_t kPiece = 64 / int64_t(sizeof(T));
-    for (int64_t k = 0; k < S::lanes && k < count; k += kPiece) {
-        const int64_t c = count - k < kPiece ? count - k : kPiece;
-        const auto bits = static_cast<uint16_t>((uint32_t(1) << c) - 1);
+    for_each_masked_piece<T>(count, [&](int64_t k, uint16_t bits) FS_INLINE_LAMBDA {
         if constexpr (sizeof(T) == 4) {
             __m512 piece;
             std::memcpy(&piece, reinterpret_cast<const char*>(&v) + k * sizeof(T), sizeof piece);
@@ -188,7 +195,7 @@ FS_INLINE void store(T* p, typename Simd<T>::Real v, int64_t count) {
             std::memcpy(&piece, reinterpret_cast<const char*>(&v) + k * sizeof(T), sizeof piece);
             _mm512_mask_storeu_pd(p + k, static_cast<uint8_t>(bits), piece);
         }
-    }
+    });
 #else
 #pragma GCC unroll 16
     for (int64_t j = 0; j < S::lanes; ++j) {
