@@ -450,6 +450,19 @@ FS_INLINE double lanes_total(int64_t lanes, const Lane& lane) {
 template <class T>
 constexpr bool kCompensatedTotals = sizeof(T) == 8;
 
+// lanes_total of per-lane totals held in vectors of doubles; for float rows
+// the tree runs on the vector (fold_lanes adds in lanes_total's order).
+template <class T, class D>
+FS_INLINE double vector_lanes_total(const D& sum, const D& compensation) {
+    if constexpr (!kCompensatedTotals<T>) {
+        return lanes_sum(sum);
+    } else {
+        return lanes_total<true>(lanes_of<D>, [&](int64_t j) {
+            return std::pair<double, double>{sum[j], compensation[j]};
+        });
+    }
+}
+
 template <class T>
 struct RowScan {
     T max;           // over active elements, NaN ignored
@@ -700,9 +713,7 @@ SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, 
         }
         totals.add(__builtin_convertvector((acc[0] + acc[1]) + (acc[2] + acc[3]), Doubles));
     }
-    const double below = lanes_total<kCompensatedTotals<T>>(S::lanes, [&](int64_t j) {
-        return std::pair<double, double>{totals.sum[j], totals.compensation[j]};
-    });
+    const double below = vector_lanes_total<T>(totals.sum, totals.compensation);
     return {below, kSplit ? double(lanes_sum(at_count)) : 0.0};  // -= true (-1) counts up
 }
 
@@ -989,9 +1000,8 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
             }
             const Real total = (acc[0] + acc[1]) + (acc[2] + acc[3]);
             const SplitSum sums{
-                lanes_total<kCompensatedTotals<T>>(L, [&](int64_t j) {
-                    return std::pair<double, double>{static_cast<double>(total[j]), 0.0};
-                }),
+                vector_lanes_total<T>(__builtin_convertvector(total, typename S::Doubles),
+                                      typename S::Doubles{}),
                 kSplit ? double(lanes_sum(at_count)) : 0.0};
             if constexpr (kOp == ShortOp::logsumexp) {
                 logsumexp[g * ls_step] = static_cast<T>(static_cast<double>(scan[g].max) / temperature +
