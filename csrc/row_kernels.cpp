@@ -33,12 +33,14 @@
 #include <immintrin.h>
 #endif
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <iterator>
 #include <limits>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #ifndef FASTSOFTMAX_LEVEL
 #error "row_kernels.cpp is compiled once per SIMD level with -DFASTSOFTMAX_LEVEL=<name>"
@@ -754,6 +756,46 @@ void scale_row(T* y, int64_t n, T factor) {
     });
 }
 
+// An empty asm the value must pass through in a register (in memory where
+// the vector is wider than one): the compiler can no longer fuse the
+// operation that made it with the one that uses it.
+template <class R>
+FS_INLINE void opaque(R& v) {
+#if defined(__AVX512F__)
+    constexpr size_t kRegisterBytes = 64;
+#elif defined(__AVX__)
+    constexpr size_t kRegisterBytes = 32;
+#elif defined(__SSE2__) || defined(__aarch64__)
+    constexpr size_t kRegisterBytes = 16;
+#else
+    constexpr size_t kRegisterBytes = 0;
+#endif
+#if defined(__x86_64__) || defined(__aarch64__)
+    if constexpr (sizeof(R) <= kRegisterBytes) {
+#if defined(__AVX512F__)
+        __asm__("" : "+v"(v));
+#elif defined(__x86_64__)
+        __asm__("" : "+x"(v));
+#else
+        __asm__("" : "+w"(v));
+#endif
+        return;
+    }
+#endif
+    __asm__("" : "+m"(v));
+}
+
+// log_softmax's value d - log_sum, d = (x - max) * scale rounded first. Left
+// to itself the compiler fuses the multiply and the subtraction into one
+// FMA where d has no other use and not where it has: one path's values were
+// then 1 ULP off another's.
+template <class R, class M, class T, class Log>
+FS_INLINE R log_softmax_of(R x, M max, T scale, Log log_sum) {
+    R d = (x - max) * scale;
+    opaque(d);
+    return d - log_sum;
+}
+
 // log_softmax pass 3: y = d - log_sum, masked lanes -inf. x may be y.
 template <class T>
 void subtract_row(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale, T log_sum) {
@@ -761,7 +803,7 @@ void subtract_row(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T sca
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
     Real unused[4];
     visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) {
-        Real v = (load(x + i, count, T(0)) - max) * scale - log_sum;
+        Real v = log_softmax_of(load(x + i, count, T(0)), max, scale, log_sum);
         if (mask != nullptr) v = load_mask<T>(mask + i, count) ? v : broadcast<Real>(neg_inf);
         store(y + i, v, count);
     });
@@ -1016,7 +1058,8 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
             } else {  // subtract_row's expression
                 const T log_sum = static_cast<T>(log_of_split_sum(sums));
                 for (int k = 0; k < M; ++k) {
-                    store(out + k * L, (vg[k] - scan[g].max) * scale - log_sum, k + 1 < M ? L : tail);
+                    store(out + k * L, log_softmax_of(vg[k], scan[g].max, scale, log_sum),
+                          k + 1 < M ? L : tail);
                 }
             }
         }
@@ -1367,8 +1410,8 @@ void softmax_column_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, 
         for (int v = 0; v < kColumnVectors; ++v) {
             const int64_t c = lanes_in<T>(count, v);
             if (c == 0) break;
-            const Real d = centred<kScaled>(load(in + v * S::lanes, c, T(0)), st.max[v], scale);
-            store(out + v * S::lanes, d - log_sum[v], c);
+            const Real value = load(in + v * S::lanes, c, T(0));
+            store(out + v * S::lanes, log_softmax_of(value, st.max[v], scale, log_sum[v]), c);
         }
     }
 }
@@ -1415,6 +1458,239 @@ int64_t logsumexp_columns(const T* x, int64_t x_stride, T* y, int64_t y_step, in
         }
     }
     return width;
+}
+
+// ---------------------------------------------------------------------------
+// Column sweeps: the column kernels for a tile of many columns, each pass
+// sweeping whole rows of the tile in address order with the per-column state
+// (max, min, slot partials, lane totals) in arrays rather than registers. A
+// group of 4 vectors of columns read down the rows touches one cache line per
+// row, and rows 4 KiB apart share their cache sets: in place, that came from
+// memory. Swept row by row, rows stream and need no staging copy. The slots
+// are the group kernel's (exp_sum_columns): the same additions in the same
+// order, so a column still gives the bits its values give as a row.
+
+template <class T>
+struct SweepState {
+    using S = Simd<T>;
+    using Real = typename S::Real;
+    static constexpr int64_t L = S::lanes;
+    static constexpr int64_t kSlots = 4 * L;
+    int64_t vectors;  // the tile's columns in vectors, the last one maybe partial
+    std::vector<Real> max, min, slots;  // slots: kSlots rows of `vectors`
+    std::vector<typename S::Ints> at_count;
+    std::vector<LaneTotal<typename S::Doubles, kCompensatedTotals<T>>> totals;  // [vector][lane]
+    explicit SweepState(int64_t width)
+        : vectors((width + L - 1) / L), max(size_t(vectors)), min(size_t(vectors)),
+          slots(size_t(kSlots * vectors)), at_count(size_t(vectors)),
+          totals(size_t(vectors * L)) {}
+};
+
+// Calls body(v, count) for each vector of a `width`-column tile: count lanes real.
+template <class T, class Body>
+FS_INLINE void for_each_column_vector(int64_t width, const Body& body) {
+    constexpr int64_t L = Simd<T>::lanes;
+    int64_t v = 0;
+    for (; (v + 1) * L <= width; ++v) body(v, L);
+    if (v * L < width) body(v, width - v * L);
+}
+
+// Per-column max and min; false if a column is special (see scan_columns).
+template <class T>
+bool sweep_scan(const T* x, int64_t x_stride, int64_t width, int64_t n, SweepState<T>& st) {
+    using S = Simd<T>;
+    using Real = typename S::Real;
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    std::vector<typename S::Ints> nan(size_t(st.vectors));
+    for (int64_t v = 0; v < st.vectors; ++v) {
+        st.max[v] = broadcast<Real>(-inf);
+        st.min[v] = broadcast<Real>(inf);
+    }
+    for (int64_t k = 0; k < n; ++k) {
+        const T* row = x + k * x_stride;
+        for_each_column_vector<T>(width, [&](int64_t v, int64_t count) {
+            const Real value = load(row + v * S::lanes, count, T(0));
+            st.max[v] = value > st.max[v] ? value : st.max[v];
+            st.min[v] = value < st.min[v] ? value : st.min[v];
+            nan[v] |= value != value;
+        });
+    }
+    for (int64_t j = 0; j < width; ++j) {
+        const int64_t v = j / S::lanes, lane = j % S::lanes;
+        const T max = st.max[v][lane], min = st.min[v][lane];
+        if (nan[v][lane] != 0 || !std::isfinite(max) ||
+            (std::isfinite(min) && !std::isfinite(max - min))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+template <class T>
+bool sweep_stays_normal(const SweepState<T>& st, int64_t width, T scale) {
+    for (int64_t j = 0; j < width; ++j) {
+        const int64_t v = j / Simd<T>::lanes, lane = j % Simd<T>::lanes;
+        if ((st.min[v][lane] - st.max[v][lane]) * scale < normal_exp_limit<T>) return false;
+    }
+    return true;
+}
+
+// The sums of exp(d) per column (sum and at_max as the row kernel has them),
+// exp(d) stored to y when kStore.
+template <class T, bool kSubnormal, bool kScaled, bool kStore, bool kSplit>
+void sweep_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t width,
+                    int64_t n, T scale, SweepState<T>& st, double* sum, double* at_max) {
+    using S = Simd<T>;
+    using Real = typename S::Real;
+    constexpr int64_t L = S::lanes;
+    constexpr int64_t kSlots = SweepState<T>::kSlots;
+    const int64_t vectors = st.vectors;
+    const int64_t full_vectors = width / L;
+    for (int64_t chunk = 0; chunk < n; chunk += kChunk<T>) {
+        const int64_t m = n - chunk < kChunk<T> ? n - chunk : kChunk<T>;
+        const int64_t unrolled = m / kSlots * kSlots;
+        const int64_t singles = unrolled + (m - unrolled) / L * L;
+        // A slot's first add goes to zero: it is a copy, so the slots need no
+        // clearing, and a slot no row visits folds in as zero.
+        bool visited[kSlots] = {};
+        const auto sweep_row = [&](auto first, int64_t r, int64_t slot) {
+            Real* acc = st.slots.data() + slot * vectors;
+            const T* in = x + (chunk + r) * x_stride;
+            T* out = y + (chunk + r) * y_stride;
+            const auto add = [&](int64_t v, const Real& d, const Real& e)
+                                 __attribute__((always_inline)) {
+                if constexpr (decltype(first)::value) {
+                    Real a{};
+                    add_exp<kSplit>(a, st.at_count[v], d, e);
+                    acc[v] = a;
+                } else {
+                    add_exp<kSplit>(acc[v], st.at_count[v], d, e);
+                }
+            };
+            int64_t v = 0;
+            for (; v + 4 <= full_vectors; v += 4) {  // four exps interleaved
+                constexpr int K = 4;
+                Real d[K], e[K];
+                FS_EACH(k) e[k] = d[k] = centred<kScaled>(load(in + (v + k) * L, L, T(0)),
+                                                          st.max[v + k], scale);
+                exp_nonpositive_block<T, kSubnormal, K>(e);
+                FS_EACH(k) {
+                    if constexpr (kStore) store(out + (v + k) * L, e[k], L);
+                    add(v + k, d[k], e[k]);
+                }
+            }
+            for (; v < vectors; ++v) {
+                const int64_t count = v < full_vectors ? L : width - v * L;
+                const Real d = centred<kScaled>(load(in + v * L, count, T(0)), st.max[v], scale);
+                const Real e = exp_nonpositive<T, kSubnormal>(d);
+                if constexpr (kStore) store(out + v * L, e, count);
+                add(v, d, e);
+            }
+        };
+        for (int64_t r = 0; r < m; ++r) {
+            const int64_t slot = r < unrolled ? r % kSlots
+                                              : (r < singles ? (r - unrolled) % L : L + (r - singles));
+            if (visited[slot]) {
+                sweep_row(std::false_type{}, r, slot);
+            } else {
+                sweep_row(std::true_type{}, r, slot);
+                visited[slot] = true;
+            }
+        }
+        const auto slot = [&](int64_t q, int64_t v) {
+            return visited[q] ? st.slots[size_t(q * vectors + v)] : Real{};
+        };
+        for (int64_t v = 0; v < vectors; ++v) {
+            for (int64_t lane = 0; lane < L; ++lane) {
+                const Real folded = (slot(lane, v) + slot(L + lane, v)) +
+                                    (slot(2 * L + lane, v) + slot(3 * L + lane, v));
+                st.totals[v * L + lane].add(__builtin_convertvector(folded, typename S::Doubles));
+            }
+        }
+    }
+    for (int64_t j = 0; j < width; ++j) {
+        const int64_t v = j / L, column = j % L;
+        sum[j] = lanes_total<kCompensatedTotals<T>>(L, [&](int64_t lane) {
+            const auto& t = st.totals[v * L + lane];
+            return std::pair<double, double>{t.sum[column], t.compensation[column]};
+        });
+        at_max[j] = double(st.at_count[v][column]);
+    }
+}
+
+// Fills sum and at_max per column; false (nothing written) if a column is special.
+template <class T, bool kStore, bool kSplit>
+bool sweep_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t width, int64_t n,
+                T scale, SweepState<T>& st, double* sum, double* at_max) {
+    if (!sweep_scan(x, x_stride, width, n, st)) return false;
+    with_exp_flags(!sweep_stays_normal(st, width, scale), scale != T(1), [&](auto sub, auto scaled) {
+        sweep_exp_sums<T, decltype(sub)::value, decltype(scaled)::value, kStore, kSplit>(
+            x, x_stride, y, y_stride, width, n, scale, st, sum, at_max);
+    });
+    return true;
+}
+
+template <class T>
+bool softmax_column_sweep(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t width,
+                          int64_t n, double temperature, RowOp op) {
+    using S = Simd<T>;
+    using Real = typename S::Real;
+    constexpr int64_t L = S::lanes;
+    const T scale = static_cast<T>(1.0 / temperature);
+    SweepState<T> st(width);
+    std::vector<double> sum(static_cast<size_t>(width)), at_max(static_cast<size_t>(width));
+    std::vector<Real> factor(size_t(st.vectors));  // softmax: 1 / sum; log_softmax: log(sum)
+    const bool softmax = op == RowOp::softmax;
+    const bool done = softmax ? sweep_sums<T, true, false>(x, x_stride, y, y_stride, width, n,
+                                                           scale, st, sum.data(), at_max.data())
+                              : sweep_sums<T, false, true>(x, x_stride, y, y_stride, width, n,
+                                                           scale, st, sum.data(), at_max.data());
+    if (!done) return false;
+    for (int64_t j = 0; j < width; ++j) {
+        factor[j / L][j % L] = softmax ? static_cast<T>(1.0 / (sum[j] + at_max[j]))
+                                       : static_cast<T>(log_of_split_sum({sum[j], at_max[j]}));
+    }
+    const int64_t full_vectors = width / L;
+    for (int64_t k = 0; k < n; ++k) {
+        const T* in = x + k * x_stride;
+        T* out = y + k * y_stride;
+        if (softmax) {
+            int64_t v = 0;
+            for (; v + 4 <= full_vectors; v += 4) {  // loads before stores (4K aliasing)
+                Real block[4];
+                FS_EACH4(q) block[q] = load(out + (v + q) * L, L, T(0));
+                FS_EACH4(q) store(out + (v + q) * L, block[q] * factor[v + q], L);
+            }
+            for (; v < st.vectors; ++v) {
+                const int64_t count = v < full_vectors ? L : width - v * L;
+                store(out + v * L, load(out + v * L, count, T(0)) * factor[v], count);
+            }
+        } else {
+            for_each_column_vector<T>(width, [&](int64_t v, int64_t count) {
+                const Real value = load(in + v * L, count, T(0));
+                store(out + v * L, log_softmax_of(value, st.max[v], scale, factor[v]), count);
+            });
+        }
+    }
+    return true;
+}
+
+template <class T>
+bool logsumexp_column_sweep(const T* x, int64_t x_stride, T* y, int64_t y_step, int64_t width,
+                            int64_t n, double temperature) {
+    const T scale = static_cast<T>(1.0 / temperature);
+    SweepState<T> st(width);
+    std::vector<double> sum(static_cast<size_t>(width)), at_max(static_cast<size_t>(width));
+    if (!sweep_sums<T, false, true>(x, x_stride, nullptr, 0, width, n, scale, st, sum.data(),
+                                    at_max.data())) {
+        return false;
+    }
+    for (int64_t j = 0; j < width; ++j) {
+        y[j * y_step] = static_cast<T>(double(st.max[j / Simd<T>::lanes][j % Simd<T>::lanes]) /
+                                           temperature +
+                                       log_of_split_sum({sum[j], at_max[j]}));
+    }
+    return true;
 }
 
 
@@ -1528,6 +1804,10 @@ const RowKernels kernels = {
     &softmax_rows<double>,
     &logsumexp_rows<float>,
     &logsumexp_rows<double>,
+    &softmax_column_sweep<float>,
+    &softmax_column_sweep<double>,
+    &logsumexp_column_sweep<float>,
+    &logsumexp_column_sweep<double>,
 };
 
 }  // namespace FASTSOFTMAX_LEVEL

@@ -82,6 +82,23 @@ struct RowKernels {
     void (*logsumexp_rows_f64)(const double* x, std::int64_t x_stride, double* out,
                                std::int64_t out_step, std::int64_t rows, std::int64_t n,
                                double temperature);
+
+    // Columns as softmax_columns / logsumexp_columns, for a tile of many
+    // columns: each pass sweeps whole rows, the per-column state in memory
+    // (same values). False if a column needs the special-value path; then
+    // nothing was written.
+    bool (*softmax_column_sweep_f32)(const float* x, std::int64_t x_stride, float* y,
+                                     std::int64_t y_stride, std::int64_t width, std::int64_t n,
+                                     double temperature, RowOp op);
+    bool (*softmax_column_sweep_f64)(const double* x, std::int64_t x_stride, double* y,
+                                     std::int64_t y_stride, std::int64_t width, std::int64_t n,
+                                     double temperature, RowOp op);
+    bool (*logsumexp_column_sweep_f32)(const float* x, std::int64_t x_stride, float* y,
+                                       std::int64_t y_step, std::int64_t width, std::int64_t n,
+                                       double temperature);
+    bool (*logsumexp_column_sweep_f64)(const double* x, std::int64_t x_stride, double* y,
+                                       std::int64_t y_step, std::int64_t width, std::int64_t n,
+                                       double temperature);
 };
 
 // The tables compiled into this build (defined in row_kernels.cpp, one per level).
