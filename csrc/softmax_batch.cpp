@@ -185,20 +185,23 @@ WorkerPool& worker_pool() {
 }
 
 // Run body(first_row, last_row) over [0, rows), split in contiguous blocks
-// across threads. Each row is computed by one thread with the same code
-// whatever the split, so results do not depend on the thread count.
+// of whole `grain`s of rows across threads. Each row is computed by one
+// thread with the same code whatever the split, so results do not depend on
+// the thread count.
 template <class Body>
-void parallel_rows(int64_t rows, int64_t n, const Body& body) {
+void parallel_rows(int64_t rows, int64_t n, const Body& body, int64_t grain = 1) {
     const int64_t by_work = std::max<int64_t>(1, rows * std::max<int64_t>(n, 1) / kMinElementsPerThread);
-    const int64_t threads = std::min<int64_t>({int64_t(get_num_threads()), rows, by_work});
+    const int64_t grains = (rows + grain - 1) / grain;
+    const int64_t threads = std::min<int64_t>({int64_t(get_num_threads()), grains, by_work});
     if (threads <= 1) {
         body(0, rows);
         return;
     }
     std::vector<std::exception_ptr> errors(static_cast<std::size_t>(threads));
+    const auto bound = [&](int64_t t) { return std::min(rows, grains * t / threads * grain); };
     const auto part = [&](int64_t t) {
         try {
-            body(rows * t / threads, rows * (t + 1) / threads);
+            body(bound(t), bound(t + 1));
         } catch (...) {
             errors[size_t(t)] = std::current_exception();
         }
@@ -425,6 +428,17 @@ bool columns_layout(const StridedView3<T>& x, const StridedView3<U>& y, bool has
            x.stride[2] != 1 && extent.n * int64_t(sizeof(T)) < online_row_bytes();
 }
 
+// The grain of a thread's share of columns: a whole 4 KiB of every row, or
+// all the columns of an outer index. Two threads sweeping halves of the same
+// 4 KiB pieces of rows ran slower than one (each core's prefetcher pulled in
+// the lines the other was writing): 1024x1024 over axis 0, 2.48 ms on one
+// thread, 3.27 ms on two; 4096x256, 2.33 against 3.53 ms. With whole 4 KiB
+// pieces, 2048x2048: 12.3 ms on one thread, 6.9 ms on two.
+template <class T>
+int64_t column_grain(const Extent3& extent) {
+    return std::min(extent.inner, kSweepBytes / int64_t(sizeof(T)));
+}
+
 template <class T>
 void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<const uint8_t> mask,
                    Extent3 extent, double temperature, RowOp op) {
@@ -513,7 +527,7 @@ void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<cons
                 grouped(o, i, width);  // a special column among them
             }
         });
-    });
+    }, columns ? column_grain<T>(extent) : 1);
 }
 
 template <class T>

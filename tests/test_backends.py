@@ -78,8 +78,10 @@ def test_set_num_threads_rejects(bad):
 
 @pytest.mark.parametrize("kind", ["softmax", "log_softmax", "logsumexp"])
 @pytest.mark.parametrize("axis", [-1, 0])
-def test_results_do_not_depend_on_threads(backend, kind, axis):
-    x = random_logits(np.random.default_rng(31), (1024, 600), np.float32)
+@pytest.mark.parametrize("shape", [(1024, 600), (64, 2500), (3, 64, 700)])
+def test_results_do_not_depend_on_threads(backend, kind, axis, shape):
+    """Also for columns split among threads in whole 4 KiB pieces of rows."""
+    x = random_logits(np.random.default_rng(31), shape, np.float32)
     f = getattr(fs, kind)
     previous = fs.get_num_threads()
     try:
