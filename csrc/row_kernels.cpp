@@ -1192,6 +1192,19 @@ FS_INLINE int64_t lanes_in(int64_t count, int v) {
     return left < 0 ? 0 : (left < Simd<T>::lanes ? left : Simd<T>::lanes);
 }
 
+// A column with a NaN, a +-inf max or a spread that overflows (see
+// needs_wide) takes the row path.
+template <class T>
+bool needs_row_path(bool nan, T max, T min) {
+    return nan || !std::isfinite(max) || (std::isfinite(min) && !std::isfinite(max - min));
+}
+
+// No exp(d) of the column is subnormal (as stays_normal for a row).
+template <class T>
+bool column_stays_normal(T max, T min, T scale) {
+    return (min - max) * scale >= normal_exp_limit<T>;
+}
+
 // Scan a group: per-lane max and min; false if a real lane is special.
 template <class T>
 bool scan_columns(const T* x, int64_t x_stride, int64_t count, int64_t n, ColumnStats<T>& st) {
@@ -1219,12 +1232,7 @@ bool scan_columns(const T* x, int64_t x_stride, int64_t count, int64_t n, Column
     for (int v = 0; v < kColumnVectors; ++v) {
         const int64_t c = lanes_in<T>(count, v);
         for (int64_t j = 0; j < c; ++j) {
-            const T max = st.max[v][j], min = st.min[v][j];
-            // The special and the wide rows (see needs_wide) take the row path.
-            if (nan[v][j] != 0 || !std::isfinite(max) ||
-                (std::isfinite(min) && !std::isfinite(max - min))) {
-                return false;
-            }
+            if (needs_row_path(nan[v][j] != 0, st.max[v][j], st.min[v][j])) return false;
         }
     }
     return true;
@@ -1235,7 +1243,7 @@ bool columns_stay_normal(const ColumnStats<T>& st, int64_t count, T scale) {
     for (int v = 0; v < kColumnVectors; ++v) {
         const int64_t c = lanes_in<T>(count, v);
         for (int64_t j = 0; j < c; ++j) {
-            if ((st.min[v][j] - st.max[v][j]) * scale < normal_exp_limit<T>) return false;
+            if (!column_stays_normal(st.max[v][j], st.min[v][j], scale)) return false;
         }
     }
     return true;
@@ -1517,11 +1525,7 @@ bool sweep_scan(const T* x, int64_t x_stride, int64_t width, int64_t n, SweepSta
     }
     for (int64_t j = 0; j < width; ++j) {
         const int64_t v = j / S::lanes, lane = j % S::lanes;
-        const T max = st.max[v][lane], min = st.min[v][lane];
-        if (nan[v][lane] != 0 || !std::isfinite(max) ||
-            (std::isfinite(min) && !std::isfinite(max - min))) {
-            return false;
-        }
+        if (needs_row_path(nan[v][lane] != 0, st.max[v][lane], st.min[v][lane])) return false;
     }
     return true;
 }
@@ -1530,7 +1534,7 @@ template <class T>
 bool sweep_stays_normal(const SweepState<T>& st, int64_t width, T scale) {
     for (int64_t j = 0; j < width; ++j) {
         const int64_t v = j / Simd<T>::lanes, lane = j % Simd<T>::lanes;
-        if ((st.min[v][lane] - st.max[v][lane]) * scale < normal_exp_limit<T>) return false;
+        if (!column_stays_normal(st.max[v][lane], st.min[v][lane], scale)) return false;
     }
     return true;
 }

@@ -302,87 +302,16 @@ int64_t tile_rows_for(int64_t n) {
                                kMaxTileRows);
 }
 
-template <class T>
-void call_softmax_row(const RowKernels& k, const T* x, T* y, const uint8_t* mask, int64_t n,
-                      double temperature, RowOp op) {
+// The float or the double entry of a kernel table, for T.
+template <class T, class F32, class F64>
+constexpr auto typed(F32 f32, F64 f64) {
     if constexpr (sizeof(T) == 4) {
-        k.softmax_row_f32(x, y, mask, n, temperature, op);
+        return f32;
     } else {
-        k.softmax_row_f64(x, y, mask, n, temperature, op);
+        return f64;
     }
 }
-
-template <class T>
-void call_softmax_rows(const RowKernels& k, const T* x, int64_t x_stride, T* y, int64_t y_stride,
-                       int64_t rows, int64_t n, double temperature, RowOp op) {
-    if constexpr (sizeof(T) == 4) {
-        k.softmax_rows_f32(x, x_stride, y, y_stride, rows, n, temperature, op);
-    } else {
-        k.softmax_rows_f64(x, x_stride, y, y_stride, rows, n, temperature, op);
-    }
-}
-
-template <class T>
-void call_logsumexp_rows(const RowKernels& k, const T* x, int64_t x_stride, T* out,
-                         int64_t out_step, int64_t rows, int64_t n, double temperature) {
-    if constexpr (sizeof(T) == 4) {
-        k.logsumexp_rows_f32(x, x_stride, out, out_step, rows, n, temperature);
-    } else {
-        k.logsumexp_rows_f64(x, x_stride, out, out_step, rows, n, temperature);
-    }
-}
-
-template <class T>
-int64_t call_softmax_columns(const RowKernels& k, const T* x, int64_t x_stride, T* y,
-                             int64_t y_stride, int64_t width, int64_t n, double temperature,
-                             RowOp op) {
-    if constexpr (sizeof(T) == 4) {
-        return k.softmax_columns_f32(x, x_stride, y, y_stride, width, n, temperature, op);
-    } else {
-        return k.softmax_columns_f64(x, x_stride, y, y_stride, width, n, temperature, op);
-    }
-}
-
-template <class T>
-bool call_softmax_column_sweep(const RowKernels& k, const T* x, int64_t x_stride, T* y,
-                               int64_t y_stride, int64_t width, int64_t n, double temperature,
-                               RowOp op) {
-    if constexpr (sizeof(T) == 4) {
-        return k.softmax_column_sweep_f32(x, x_stride, y, y_stride, width, n, temperature, op);
-    } else {
-        return k.softmax_column_sweep_f64(x, x_stride, y, y_stride, width, n, temperature, op);
-    }
-}
-
-template <class T>
-bool call_logsumexp_column_sweep(const RowKernels& k, const T* x, int64_t x_stride, T* y,
-                                 int64_t y_step, int64_t width, int64_t n, double temperature) {
-    if constexpr (sizeof(T) == 4) {
-        return k.logsumexp_column_sweep_f32(x, x_stride, y, y_step, width, n, temperature);
-    } else {
-        return k.logsumexp_column_sweep_f64(x, x_stride, y, y_step, width, n, temperature);
-    }
-}
-
-template <class T>
-int64_t call_logsumexp_columns(const RowKernels& k, const T* x, int64_t x_stride, T* y,
-                               int64_t y_step, int64_t width, int64_t n, double temperature) {
-    if constexpr (sizeof(T) == 4) {
-        return k.logsumexp_columns_f32(x, x_stride, y, y_step, width, n, temperature);
-    } else {
-        return k.logsumexp_columns_f64(x, x_stride, y, y_step, width, n, temperature);
-    }
-}
-
-template <class T>
-double call_logsumexp_row(const RowKernels& k, const T* x, const uint8_t* mask, int64_t n,
-                          double temperature) {
-    if constexpr (sizeof(T) == 4) {
-        return k.logsumexp_row_f32(x, mask, n, temperature);
-    } else {
-        return k.logsumexp_row_f64(x, mask, n, temperature);
-    }
-}
+#define FS_TYPED(kernels, name) typed<T>((kernels).name##_f32, (kernels).name##_f64)
 
 }  // namespace
 
@@ -452,7 +381,7 @@ void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<cons
         if (rows_contiguous && !has_mask) {
             for_each_tile(first, last, extent.inner, kMaxTileRows,
                           [&](int64_t o, int64_t i, int64_t width) {
-                call_softmax_rows<T>(kernels, row_pointer(x, o, i), x.stride[1],
+                FS_TYPED(kernels, softmax_rows)(row_pointer(x, o, i), x.stride[1],
                                      row_pointer(y, o, i), y.stride[1], width, n, temperature, op);
             });
             return;
@@ -461,7 +390,7 @@ void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<cons
             for_each_tile(first, last, extent.inner, kMaxTileRows,
                           [&](int64_t o, int64_t i, int64_t width) {
                 for (int64_t j = 0; j < width; ++j) {
-                    call_softmax_row<T>(kernels, row_pointer(x, o, i + j),
+                    FS_TYPED(kernels, softmax_row)(row_pointer(x, o, i + j),
                                         row_pointer(y, o, i + j),
                                         has_mask ? row_pointer(mask, o, i + j) : nullptr, n,
                                         temperature, op);
@@ -477,7 +406,7 @@ void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<cons
             if (has_mask) gather_tile(mask, o, i, width, n, active.data());
             for (int64_t j = 0; j < width; ++j) {
                 T* row = values.data() + j * n;
-                call_softmax_row<T>(kernels, row, row, has_mask ? active.data() + j * n : nullptr,
+                FS_TYPED(kernels, softmax_row)(row, row, has_mask ? active.data() + j * n : nullptr,
                                     n, temperature, op);
             }
             scatter_tile(values.data(), y, o, i, width, n);
@@ -491,11 +420,11 @@ void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<cons
         const auto columns_of = [&](const T* in, int64_t in_stride, T* out, int64_t out_stride,
                                     int64_t width) {
             for (int64_t done = 0; done < width;) {
-                done += call_softmax_columns<T>(kernels, in + done, in_stride, out + done,
+                done += FS_TYPED(kernels, softmax_columns)(in + done, in_stride, out + done,
                                                 out_stride, width - done, n, temperature, op);
                 if (done < width) {  // a special column
                     for (int64_t k = 0; k < n; ++k) values[size_t(k)] = in[k * in_stride + done];
-                    call_softmax_row<T>(kernels, values.data(), values.data(), nullptr, n,
+                    FS_TYPED(kernels, softmax_row)(values.data(), values.data(), nullptr, n,
                                         temperature, op);
                     for (int64_t k = 0; k < n; ++k) out[k * out_stride + done] = values[size_t(k)];
                     ++done;
@@ -521,7 +450,7 @@ void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<cons
         };
         for_each_tile(first, last, extent.inner, kSweepBytes / int64_t(sizeof(T)),
                       [&](int64_t o, int64_t i, int64_t width) {
-            if (!call_softmax_column_sweep<T>(kernels, row_pointer(x, o, i), x.stride[2],
+            if (!FS_TYPED(kernels, softmax_column_sweep)(row_pointer(x, o, i), x.stride[2],
                                               row_pointer(y, o, i), y.stride[2], width, n,
                                               temperature, op)) {
                 grouped(o, i, width);  // a special column among them
@@ -545,7 +474,7 @@ void logsumexp_batch(StridedView3<const T> x, StridedView2<T> y, StridedView3<co
         std::vector<uint8_t> active(has_mask && !rows_contiguous ? size_t(tile_rows * n) : 0);
         auto by_rows = [&](int64_t o, int64_t i, int64_t width) {
             if (rows_contiguous && !has_mask) {
-                call_logsumexp_rows<T>(kernels, row_pointer(x, o, i), x.stride[1],
+                FS_TYPED(kernels, logsumexp_rows)(row_pointer(x, o, i), x.stride[1],
                                        row_pointer(y3, o, i), y3.stride[1], width, n, temperature);
                 return;
             }
@@ -558,7 +487,7 @@ void logsumexp_batch(StridedView3<const T> x, StridedView2<T> y, StridedView3<co
                 const uint8_t* row_mask =
                     !has_mask ? nullptr
                               : (rows_contiguous ? row_pointer(mask, o, i + j) : active.data() + j * n);
-                const double result = call_logsumexp_row<T>(kernels, row, row_mask, n, temperature);
+                const double result = FS_TYPED(kernels, logsumexp_row)(row, row_mask, n, temperature);
                 *row_pointer(y3, o, i + j) = static_cast<T>(result);
             }
         };
@@ -568,13 +497,13 @@ void logsumexp_batch(StridedView3<const T> x, StridedView2<T> y, StridedView3<co
         }
         for_each_tile(first, last, extent.inner, kSweepBytes / int64_t(sizeof(T)),
                       [&](int64_t o, int64_t i, int64_t width) {
-            if (call_logsumexp_column_sweep<T>(kernels, row_pointer(x, o, i), x.stride[2],
+            if (FS_TYPED(kernels, logsumexp_column_sweep)(row_pointer(x, o, i), x.stride[2],
                                                         row_pointer(y3, o, i), y3.stride[1], width,
                                                         n, temperature)) {
                 return;
             }
             for (int64_t done = 0; done < width;) {
-                done += call_logsumexp_columns<T>(kernels, row_pointer(x, o, i + done), x.stride[2],
+                done += FS_TYPED(kernels, logsumexp_columns)(row_pointer(x, o, i + done), x.stride[2],
                                                   row_pointer(y3, o, i + done), y3.stride[1],
                                                   width - done, n, temperature);
                 if (done < width) by_rows(o, i + done++, 1);
