@@ -1072,7 +1072,11 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
 template <ShortOp kOp, int M, class T, class General>
 void short_rows_of(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows, int64_t n,
                    double temperature, T* logsumexp, int64_t ls_step, const General& general) {
-    constexpr int G = M == 1 ? 4 : (M == 2 ? 2 : 1);
+    // Rows per group (kernel harness, avx2, ns a float32 softmax row, groups
+    // of 4/2/1 rows -> 4/4/2 for one/two/three-four vectors): 16 floats 62 -> 58,
+    // 24 floats 82 -> 66, 32 floats 68 -> 60; rows of 8 (one vector) were
+    // slower in groups of 8 (50 -> 51).
+    constexpr int G = M <= 2 ? 4 : 2;
     int64_t r = 0;
     for (; r + G <= rows; r += G) {
         if (!short_rows<T, M, G, kOp>(x + r * x_stride, x_stride, y + r * y_stride, y_stride, n,
