@@ -38,6 +38,7 @@
 #include <cstring>
 #include <iterator>
 #include <limits>
+#include <memory>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -1489,12 +1490,15 @@ struct SweepState {
     static constexpr int64_t L = S::lanes;
     static constexpr int64_t kSlots = 4 * L;
     int64_t vectors;  // the tile's columns in vectors, the last one maybe partial
-    std::vector<Real> max, min, slots;  // slots: kSlots rows of `vectors`
+    std::vector<Real> max, min;
+    // Slot rows of `vectors` each, as many as n rows can use (a row's slot is
+    // below n + L), left uninitialized: a slot's first add is a copy.
+    std::unique_ptr<Real[]> slots;
     std::vector<typename S::Ints> at_count;
     std::vector<LaneTotal<typename S::Doubles, kCompensatedTotals<T>>> totals;  // [vector][lane]
-    explicit SweepState(int64_t width)
+    SweepState(int64_t width, int64_t n)
         : vectors((width + L - 1) / L), max(size_t(vectors)), min(size_t(vectors)),
-          slots(size_t(kSlots * vectors)), at_count(size_t(vectors)),
+          slots(new Real[size_t(std::min(kSlots, n + L) * vectors)]), at_count(size_t(vectors)),
           totals(size_t(vectors * L)) {}
 };
 
@@ -1562,7 +1566,7 @@ void sweep_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
         // clearing, and a slot no row visits folds in as zero.
         bool visited[kSlots] = {};
         const auto sweep_row = [&](auto first, int64_t r, int64_t slot) {
-            Real* acc = st.slots.data() + slot * vectors;
+            Real* acc = st.slots.get() + slot * vectors;
             const T* in = x + (chunk + r) * x_stride;
             T* out = y + (chunk + r) * y_stride;
             const auto add = [&](int64_t v, const Real& d, const Real& e)
@@ -1645,7 +1649,7 @@ bool softmax_column_sweep(const T* x, int64_t x_stride, T* y, int64_t y_stride, 
     using Real = typename S::Real;
     constexpr int64_t L = S::lanes;
     const T scale = static_cast<T>(1.0 / temperature);
-    SweepState<T> st(width);
+    SweepState<T> st(width, n);
     std::vector<double> sum(static_cast<size_t>(width)), at_max(static_cast<size_t>(width));
     std::vector<Real> factor(size_t(st.vectors));  // softmax: 1 / sum; log_softmax: log(sum)
     const bool softmax = op == RowOp::softmax;
@@ -1687,7 +1691,7 @@ template <class T>
 bool logsumexp_column_sweep(const T* x, int64_t x_stride, T* y, int64_t y_step, int64_t width,
                             int64_t n, double temperature) {
     const T scale = static_cast<T>(1.0 / temperature);
-    SweepState<T> st(width);
+    SweepState<T> st(width, n);
     std::vector<double> sum(static_cast<size_t>(width)), at_max(static_cast<size_t>(width));
     if (!sweep_sums<T, false, true>(x, x_stride, nullptr, 0, width, n, scale, st, sum.data(),
                                     at_max.data())) {

@@ -33,7 +33,8 @@ constexpr int64_t kTileBytes = int64_t(256) << 10;
 constexpr int64_t kMaxTileRows = 16;
 // A tile the column sweep declines (a special column among them) goes to the
 // column groups, whose columns are first copied into a buffer of at most
-// this size (it stays in L2) whose row stride is padded off a multiple of 4 KiB, and the column kernel's passes run there: rows 4 KiB apart (a
+// this size (it stays in L2) whose row stride is padded off a multiple of
+// 4 KiB, and the column kernel's passes run there: rows 4 KiB apart (a
 // 1024-float last axis) share their L1 and L2 sets and low address bits, so
 // passes over them in place came from memory and stalled stores (4K
 // aliasing). x is then read once and y written once.
@@ -382,7 +383,7 @@ void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<cons
             for_each_tile(first, last, extent.inner, kMaxTileRows,
                           [&](int64_t o, int64_t i, int64_t width) {
                 FS_TYPED(kernels, softmax_rows)(row_pointer(x, o, i), x.stride[1],
-                                     row_pointer(y, o, i), y.stride[1], width, n, temperature, op);
+                                                row_pointer(y, o, i), y.stride[1], width, n, temperature, op);
             });
             return;
         }
@@ -391,9 +392,9 @@ void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<cons
                           [&](int64_t o, int64_t i, int64_t width) {
                 for (int64_t j = 0; j < width; ++j) {
                     FS_TYPED(kernels, softmax_row)(row_pointer(x, o, i + j),
-                                        row_pointer(y, o, i + j),
-                                        has_mask ? row_pointer(mask, o, i + j) : nullptr, n,
-                                        temperature, op);
+                                                   row_pointer(y, o, i + j),
+                                                   has_mask ? row_pointer(mask, o, i + j) : nullptr, n,
+                                                   temperature, op);
                 }
             });
             return;
@@ -407,7 +408,7 @@ void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<cons
             for (int64_t j = 0; j < width; ++j) {
                 T* row = values.data() + j * n;
                 FS_TYPED(kernels, softmax_row)(row, row, has_mask ? active.data() + j * n : nullptr,
-                                    n, temperature, op);
+                                               n, temperature, op);
             }
             scatter_tile(values.data(), y, o, i, width, n);
         };
@@ -421,11 +422,11 @@ void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<cons
                                     int64_t width) {
             for (int64_t done = 0; done < width;) {
                 done += FS_TYPED(kernels, softmax_columns)(in + done, in_stride, out + done,
-                                                out_stride, width - done, n, temperature, op);
+                                                           out_stride, width - done, n, temperature, op);
                 if (done < width) {  // a special column
                     for (int64_t k = 0; k < n; ++k) values[size_t(k)] = in[k * in_stride + done];
                     FS_TYPED(kernels, softmax_row)(values.data(), values.data(), nullptr, n,
-                                        temperature, op);
+                                                   temperature, op);
                     for (int64_t k = 0; k < n; ++k) out[k * out_stride + done] = values[size_t(k)];
                     ++done;
                 }
@@ -451,8 +452,8 @@ void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<cons
         for_each_tile(first, last, extent.inner, kSweepBytes / int64_t(sizeof(T)),
                       [&](int64_t o, int64_t i, int64_t width) {
             if (!FS_TYPED(kernels, softmax_column_sweep)(row_pointer(x, o, i), x.stride[2],
-                                              row_pointer(y, o, i), y.stride[2], width, n,
-                                              temperature, op)) {
+                                                         row_pointer(y, o, i), y.stride[2], width, n,
+                                                         temperature, op)) {
                 grouped(o, i, width);  // a special column among them
             }
         });
@@ -475,7 +476,7 @@ void logsumexp_batch(StridedView3<const T> x, StridedView2<T> y, StridedView3<co
         auto by_rows = [&](int64_t o, int64_t i, int64_t width) {
             if (rows_contiguous && !has_mask) {
                 FS_TYPED(kernels, logsumexp_rows)(row_pointer(x, o, i), x.stride[1],
-                                       row_pointer(y3, o, i), y3.stride[1], width, n, temperature);
+                                                  row_pointer(y3, o, i), y3.stride[1], width, n, temperature);
                 return;
             }
             if (!rows_contiguous) {
@@ -498,14 +499,14 @@ void logsumexp_batch(StridedView3<const T> x, StridedView2<T> y, StridedView3<co
         for_each_tile(first, last, extent.inner, kSweepBytes / int64_t(sizeof(T)),
                       [&](int64_t o, int64_t i, int64_t width) {
             if (FS_TYPED(kernels, logsumexp_column_sweep)(row_pointer(x, o, i), x.stride[2],
-                                                        row_pointer(y3, o, i), y3.stride[1], width,
-                                                        n, temperature)) {
+                                                          row_pointer(y3, o, i), y3.stride[1], width,
+                                                          n, temperature)) {
                 return;
             }
             for (int64_t done = 0; done < width;) {
                 done += FS_TYPED(kernels, logsumexp_columns)(row_pointer(x, o, i + done), x.stride[2],
-                                                  row_pointer(y3, o, i + done), y3.stride[1],
-                                                  width - done, n, temperature);
+                                                             row_pointer(y3, o, i + done), y3.stride[1],
+                                                             width - done, n, temperature);
                 if (done < width) by_rows(o, i + done++, 1);
             }
         });
