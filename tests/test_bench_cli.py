@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fastsoftmax as fs
-from fastsoftmax import _bench
+from fastsoftmax import _accuracy, _bench
 from fastsoftmax.__main__ import main
 
 TINY = ["--repeats", "3", "--min-time", "0.0002", "--no-progress"]
 OURS = ",".join(fs.backends())
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _bench_json(tmp_path, name: str, *extra: str) -> dict:
@@ -101,7 +106,7 @@ def test_compare_refuses_other_files(tmp_path, capsys):
 def test_markdown_tables_and_show(tmp_path, capsys):
     _bench_json(tmp_path, "run.json", "--markdown")
     out = capsys.readouterr().out
-    assert "| case |" in out and "speedup over the NumPy reference" in out
+    assert "| case |" in out and "Speedup over the NumPy reference" in out
     assert main(["bench", "--show", str(tmp_path / "run.json"), "--markdown"]) == 0
     assert "| softmax float32 1x3 |" in capsys.readouterr().out
 
@@ -174,7 +179,7 @@ def test_accuracy_quick_reports_ulp_for_every_backend(tmp_path, capsys):
     for r in document["functions"]:
         assert "error" not in r, r
         assert r["max_ulp"] >= 0 and r["values"] > 0
-        # Our backends keep the SPEC.md bound on the random rows at least.
+        # Our backends keep the bound of README, "Accuracy contract", on the random rows at least.
         if r["max_of_spec_bound_input"].startswith("N(0,3)"):
             assert r["max_of_spec_bound"] <= 1
     assert {(r["dtype"], r["function"]) for r in document["functions"]} == {
@@ -185,10 +190,90 @@ def test_accuracy_quick_reports_ulp_for_every_backend(tmp_path, capsys):
     exp = [r for r in document["exp"] if "max_ulp" in r]
     assert {r["implementation"] for r in exp} >= {f"cpp {lv}" for lv in fs.info()["simd_levels"]}
     assert main(["accuracy", "--show", str(path), "--markdown"]) == 0
-    assert "| float32 | numpy |" in capsys.readouterr().out
+    page = capsys.readouterr().out
+    assert page.startswith("# Accuracy\n") and "| float32 | numpy |" in page
+    assert "## Summary" in page and document["created"] in page
 
 
 @pytest.mark.parametrize("command", ["info", "demo"])
 def test_the_first_commands_still_work(command, capsys):
     assert main([command]) == 0
     assert "fastsoftmax" in capsys.readouterr().out or command == "info"
+
+
+def test_show_writes_one_page_of_several_runs(tmp_path, capsys):
+    _bench_json(tmp_path, "a.json")
+    _bench_json(tmp_path, "b.json", "--dtype", "float64")
+    capsys.readouterr()
+    a, b, page = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "docs" / "page.md"
+    assert main(["bench", "--show", str(a), str(b), "--output", str(page)]) == 0
+    assert f"wrote {page}" in capsys.readouterr().out
+    text = page.read_text()
+    assert text.startswith("# Benchmarks\n") and text.endswith("|\n")
+    assert text.count("\n## softmax (") == 2 and "## Summary" in text
+    assert "| softmax float32 1x3 |" in text and "| softmax float64 1x3 |" in text
+    assert f"--show {a} {b} --output {page}" in text
+    assert "(../a.json)" in text  # links relative to the page
+    for document in (json.loads(a.read_text()), json.loads(b.read_text())):
+        assert document["created"] in text and document["machine"]["cpu"] in text
+    # The same page on stdout with --markdown (links relative to here).
+    assert main(["bench", "--show", str(a), str(b), "--markdown"]) == 0
+    assert capsys.readouterr().out.startswith("# Benchmarks\n")
+    # Without --markdown: each run as plain tables.
+    assert main(["bench", "--show", str(a), str(b)]) == 0
+    assert capsys.readouterr().out.count("\nCPU: ") == 2
+
+
+def test_output_needs_saved_runs(tmp_path, capsys):
+    page = str(tmp_path / "page.md")
+    assert main(["bench", "--case", "1x3", "--output", page, *TINY]) == 2
+    assert main(["accuracy", "--quick", "--output", page]) == 2
+    assert "use --show" in capsys.readouterr().err
+    assert not os.path.exists(page)
+
+
+PAGES = [("docs/benchmarks.md", _bench.SCHEMA), ("docs/accuracy.md", _accuracy.SCHEMA)]
+
+
+def _page_command(page: str) -> list[str]:
+    """The command a generated page says it was written by."""
+    match = re.search(r"by `(fastsoftmax [^`]+)`", (REPO / page).read_text())
+    assert match, f"{page} does not say which command generates it"
+    return shlex.split(match.group(1))
+
+
+@pytest.mark.parametrize(("page", "schema"), PAGES)
+def test_committed_pages_are_what_the_command_generates(page, schema, tmp_path, monkeypatch):
+    """docs/benchmarks.md and docs/accuracy.md are exactly what their command writes from
+    the committed JSON of bench/results, and they show every such run: after new runs,
+    rerun the command (README, "Benchmarks" and "Accuracy")."""
+    command = _page_command(page)
+    assert command[:3] == ["fastsoftmax", "bench" if "bench" in schema else "accuracy", "--show"]
+    assert command[-2:] == ["--output", page]
+    shown = command[3:-2]
+    saved = sorted(
+        path.relative_to(REPO).as_posix()
+        for path in (REPO / "bench" / "results").glob("*.json")
+        if json.loads(path.read_text()).get("schema") == schema
+    )
+    assert sorted(shown) == saved, f"{page} shows {shown}; bench/results holds {saved}"
+    # Run in a copy of the layout, so that the test never writes into the checkout.
+    for name in shown:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    assert main(command[1:]) == 0
+    assert (tmp_path / page).read_text() == (REPO / page).read_text(), (
+        f"{page} is out of date: run `{shlex.join(command)}`"
+    )
+
+
+@pytest.mark.parametrize(("page", "schema"), PAGES)
+def test_readme_shows_the_pages_summaries_and_commands(page, schema):
+    """README's benchmark and accuracy tables are the Summary sections of the pages,
+    and README gives the command that writes each page."""
+    readme = (REPO / "README.md").read_text()
+    summary = re.search(r"\n## Summary\n\n(.*?)\n\n## ", (REPO / page).read_text(), re.S)
+    assert summary, f"{page} has no Summary section"
+    assert summary.group(1) in readme, f"README does not show the Summary of {page}"
+    assert shlex.join(_page_command(page)) in readme

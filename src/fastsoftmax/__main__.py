@@ -44,6 +44,18 @@ def _check_plot_available() -> str | None:
     return None
 
 
+def _write_page(text: str, output: str | None) -> None:
+    """A markdown page to ``output`` (its directory made if needed), or to stdout."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    directory = os.path.dirname(os.path.abspath(output))
+    os.makedirs(directory, exist_ok=True)
+    with open(output, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+    print(f"wrote {output}")
+
+
 def _bench(args: argparse.Namespace) -> int:
     from . import _bench as bench
 
@@ -56,20 +68,33 @@ def _bench(args: argparse.Namespace) -> int:
         print(bench.render_compare(a, b, names=("A", "B")))
         return 0
     if args.show:
+        if args.plot and len(args.show) > 1:
+            print(
+                "fastsoftmax bench: --plot redraws one run: give one --show file", file=sys.stderr
+            )
+            return 2
         try:
-            document = bench.load_json(args.show)
+            documents = [bench.load_json(path) for path in args.show]
         except (OSError, ValueError) as error:
             print(f"fastsoftmax bench: {error}", file=sys.stderr)
             return 2
-        print(bench.render(document, markdown=args.markdown))
+        if args.markdown or args.output:
+            _write_page(bench.render_page(documents, args.show, args.output), args.output)
+        else:
+            print("\n\n".join(bench.render(document) for document in documents))
         if args.plot:
             problem = _check_plot_available()
             if problem:
                 print(f"fastsoftmax bench: {problem}", file=sys.stderr)
                 return 2
-            bench.plot(document, args.plot)
+            bench.plot(documents[0], args.plot)
             print(f"wrote {args.plot}")
         return 0
+    if args.output:
+        print(
+            "fastsoftmax bench: --output writes the page of saved runs: use --show", file=sys.stderr
+        )
+        return 2
     if args.plot:
         problem = _check_plot_available()
         if problem:
@@ -123,12 +148,21 @@ def _accuracy(args: argparse.Namespace) -> int:
 
     if args.show:
         try:
-            document = bench.load_json(args.show, accuracy.SCHEMA)
+            documents = [bench.load_json(path, accuracy.SCHEMA) for path in args.show]
         except (OSError, ValueError) as error:
             print(f"fastsoftmax accuracy: {error}", file=sys.stderr)
             return 2
-        print(accuracy.render(document, markdown=args.markdown))
+        if args.markdown or args.output:
+            _write_page(accuracy.render_page(documents, args.show, args.output), args.output)
+        else:
+            print("\n\n".join(accuracy.render(document) for document in documents))
         return 0
+    if args.output:
+        print(
+            "fastsoftmax accuracy: --output writes the page of saved runs: use --show",
+            file=sys.stderr,
+        )
+        return 2
     dtypes = accuracy.DTYPES if args.dtype is None else (args.dtype,)
     functions = accuracy.FUNCTIONS if args.function == "all" else (args.function,)
     try:
@@ -206,9 +240,21 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
         help="show two saved runs side by side (measures nothing)",
     )
     parser.add_argument(
-        "--show", metavar="PATH", help="print a saved run again (with --plot: redraw its plot)"
+        "--show",
+        nargs="+",
+        metavar="PATH",
+        help="print saved runs again (with --plot: redraw the plot of one run)",
     )
-    parser.add_argument("--markdown", action="store_true", help="print markdown tables")
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print markdown tables (with --show: the whole page of the saved runs)",
+    )
+    parser.add_argument(
+        "--output",
+        metavar="PATH.md",
+        help="with --show: write the markdown page of the saved runs (docs/benchmarks.md)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the process to CPUs")
     parser.add_argument("--repeats", type=int, help="repetitions per case (default 15, quick 5)")
@@ -229,7 +275,7 @@ def _add_accuracy(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "accuracy",
         help="max error in ULP of every backend and peer against a high-precision reference",
-        description="Maximum error (ULP, relative, fraction of the SPEC bound) of every "
+        description="Maximum error (ULP, relative, fraction of the accuracy bound) of every "
         "backend, every SIMD level and installed peer against float64 / long double, over "
         "random and adversarial rows; then the compiled exp alone over its input range.",
     )
@@ -244,8 +290,17 @@ def _add_accuracy(commands: argparse._SubParsersAction) -> None:
         help="comma-separated, from: cpp, numba, numpy, scipy, torch, jax (default: all available)",
     )
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    parser.add_argument("--show", metavar="PATH", help="print a saved run again")
-    parser.add_argument("--markdown", action="store_true", help="print markdown tables")
+    parser.add_argument("--show", nargs="+", metavar="PATH", help="print saved runs again")
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print markdown tables (with --show: the whole page of the saved runs)",
+    )
+    parser.add_argument(
+        "--output",
+        metavar="PATH.md",
+        help="with --show: write the markdown page of the saved runs (docs/accuracy.md)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress lines")
     parser.set_defaults(run=_accuracy)
 

@@ -7,9 +7,10 @@ digits (x86), else mpmath on the short rows. Inputs: random rows of many lengths
 and adversarial ones (huge offsets, outputs down to the subnormals, ties, -inf
 entries, a 4,000,000-element row, ...). Reported per function, dtype and
 implementation: the maximum error in ULP of the output dtype, the maximum relative
-error (over outputs in the normal range) and the largest fraction of the SPEC.md
-bound used, with the input set where the worst ULP error was found. Then the
-compiled ``exp`` alone, over a sweep of its input range, per SIMD level.
+error (over outputs in the normal range) and the largest fraction of the accuracy
+bound (README, "Accuracy contract") used, with the input set where the worst ULP
+error was found. Then the compiled ``exp`` alone, over a sweep of its input range,
+per SIMD level.
 """
 
 from __future__ import annotations
@@ -248,7 +249,8 @@ class _Worst:
 
 
 def _spec_bound(function: str, x: np.ndarray, ref: np.ndarray, out_dtype: np.dtype) -> np.ndarray:
-    """The SPEC.md bound for each output (float16: plus its own rounding)."""
+    """The bound of README, "Accuracy contract", for each output (float16: plus its
+    own rounding)."""
     work = _compute_dtype(np.dtype(out_dtype))
     eps, tiny = float(np.finfo(work).eps), float(np.finfo(work).tiny)
     refd = np.abs(ref.astype(np.float64))
@@ -479,71 +481,74 @@ def run(
     }
 
 
+# What the inputs are (docs/accuracy.md), as input_sets() builds them.
+INPUTS = (
+    "Inputs: random N(0, 3) rows of 1 to 65,536 elements, N(0, 30) rows, and adversarial "
+    "rows: an offset of 1e4 (1e3 for float16); logits of a quarter of the dtype's maximum; "
+    "outputs down to and below the subnormal range; all equal; two maxima; one dominant "
+    "logit; one term at 0 with every other just under half an ULP of it; logits that differ "
+    "by k eps; -inf entries; the range-reduction edges of exp; one row of 4,000,000 elements "
+    "(262,144 with --quick)."
+)
+
+LEGEND = (
+    "max ULP: |y - ref| in units of the output dtype's spacing at ref (subnormal spacing "
+    "below the smallest normal). max rel. error: over outputs in the normal range. of bound: "
+    'the largest |y - ref| / bound of README, "Accuracy contract" '
+    "(4 eps (1 + |x - max| + log n) ref + tiny for softmax, 4 eps (1 + |ref|) + tiny for "
+    "the others); above 1 breaks the bound. softmax's ULP error grows with |x - max|, "
+    "because x - max is rounded in the computing dtype: the bound allows for it."
+)
+
+HEADER = (
+    "dtype",
+    "implementation",
+    "max ULP",
+    "worst ULP on",
+    "max rel. error",
+    "of bound",
+    "worst of bound on",
+)
+
+
 def _ulp(value: float) -> str:
     return f"{value:.3g}" if value < 1000 else f"{value:.2e}"
 
 
-def render(document: dict[str, Any], markdown: bool = False) -> str:
-    m, v = document["machine"], document["versions"]
-    peers = ", ".join(
-        f"{k} {v[k]}" for k in ("numpy", "scipy", "numba", "torch", "jax") if v.get(k)
-    )
-    out = [
-        f"fastsoftmax {v['fastsoftmax']} accuracy; CPU: {m['cpu']} ({m['machine']}); "
-        f"SIMD levels {', '.join(m['simd_levels']) or '-'}",
-        f"Python {v['python']}; {peers}",
-    ]
-    if document.get("unavailable"):
-        out.append(
-            "not measured: " + "; ".join(f"{k} ({e})" for k, e in document["unavailable"].items())
+def _name(record: dict[str, Any]) -> str:
+    return record["implementation"] + (" (peer)" if record["kind"] == "peer" else "")
+
+
+def _of_bound(value: float) -> str:
+    return f"{value:.2f}" + (" (over)" if value > 1 else "")
+
+
+def _function_rows(document: dict[str, Any], function: str) -> list[list[str]]:
+    rows = []
+    for r in document["functions"]:
+        if r["function"] != function:
+            continue
+        if "error" in r:
+            rows.append([r["dtype"], _name(r), "failed", r["error"], "", "", ""])
+            continue
+        worst = r["max_ulp_input"]
+        if r["special_value_mismatches"]:
+            worst += f"; {r['special_value_mismatches']} NaN/inf differ"
+        rows.append(
+            [
+                r["dtype"],
+                _name(r),
+                _ulp(r["max_ulp"]),
+                worst,
+                f"{r['max_relative_error']:.2g}",
+                _of_bound(r["max_of_spec_bound"]),
+                r["max_of_spec_bound_input"],
+            ]
         )
-    out += [
-        "",
-        "Against a higher-precision reference (float64 for float32 and float16 input, "
-        "long double for float64):",
-    ]
-    header = [
-        "dtype",
-        "implementation",
-        "max ULP",
-        "worst ULP on",
-        "max rel. error",
-        "of spec bound",
-        "worst of bound on",
-    ]
-    for function in dict.fromkeys(r["function"] for r in document["functions"]):
-        rows = []
-        for r in document["functions"]:
-            if r["function"] != function:
-                continue
-            name = r["implementation"] + (" (peer)" if r["kind"] == "peer" else "")
-            if "error" in r:
-                rows.append([r["dtype"], name, "failed", r["error"], "", "", ""])
-                continue
-            worst = r["max_ulp_input"]
-            if r["special_value_mismatches"]:
-                worst += f"; {r['special_value_mismatches']} NaN/inf differ"
-            of_bound = f"{r['max_of_spec_bound']:.2f}"
-            if r["max_of_spec_bound"] > 1:
-                of_bound += " (over)"
-            rows.append(
-                [
-                    r["dtype"],
-                    name,
-                    _ulp(r["max_ulp"]),
-                    worst,
-                    f"{r['max_relative_error']:.2g}",
-                    of_bound,
-                    r["max_of_spec_bound_input"],
-                ]
-            )
-        out += [
-            "",
-            f"{function}:" if not markdown else f"**{function}**",
-            "",
-            _bench._table(header, rows, markdown),
-        ]
-    header = ["exp kernel", "dtype", "points", "max ULP", "at d =", "correctly rounded"]
+    return rows
+
+
+def _exp_rows(document: dict[str, Any]) -> list[list[str]]:
     rows = []
     for r in document["exp"]:
         if "error" in r:
@@ -559,19 +564,149 @@ def render(document: dict[str, Any], markdown: bool = False) -> str:
                 f"{r['correctly_rounded']:.1%}",
             ]
         )
+    return rows
+
+
+EXP_HEADER = ("exp kernel", "dtype", "points", "max ULP", "at d =", "correctly rounded")
+
+
+def _exp_inputs(document: dict[str, Any]) -> str:
     inputs = {r["dtype"]: r["inputs"] for r in document["exp"] if "inputs" in r}
-    out += [
-        "",
-        "exp(d) for d <= 0 alone (" + "; ".join(f"{k}: {t}" for k, t in inputs.items()) + "):",
-        _bench._table(header, rows, markdown),
+    return "; ".join(f"{k}: {t}" for k, t in inputs.items())
+
+
+def _references(document: dict[str, Any]) -> str:
+    kinds: dict[str, list[str]] = {}
+    for r in document["functions"]:
+        kind = r.get("reference") or "none"
+        if r["dtype"] not in kinds.setdefault(kind, []):
+            kinds[kind].append(r["dtype"])
+    return "; ".join(f"{kind} for {' and '.join(d)} input" for kind, d in kinds.items())
+
+
+def render(document: dict[str, Any], markdown: bool = False) -> str:
+    m, v = document["machine"], document["versions"]
+    out = [
+        f"fastsoftmax {v['fastsoftmax']} accuracy; CPU: {m['cpu']} ({m['machine']}); "
+        f"SIMD levels {', '.join(m['simd_levels']) or '-'}",
+        _bench.versions_text(v),
     ]
+    if document.get("unavailable"):
+        out.append(
+            "not measured: " + "; ".join(f"{k} ({e})" for k, e in document["unavailable"].items())
+        )
+    out += ["", f"Against a higher-precision reference ({_references(document)}):"]
+    for function in dict.fromkeys(r["function"] for r in document["functions"]):
+        out += [
+            "",
+            f"{function}:" if not markdown else f"**{function}**",
+            "",
+            _bench._table(HEADER, _function_rows(document, function), markdown),
+        ]
     out += [
         "",
-        "max ULP: |y - ref| in units of the output dtype's spacing at ref (subnormal spacing below",
-        "the smallest normal); max rel. error over outputs in the normal range; of spec bound: the",
-        "largest |y - ref| / bound of SPEC.md (4 eps (1 + |x - max| + log n) ref for softmax,",
-        "4 eps (1 + |ref|) for the others; above 1 breaks the bound). softmax's ULP error grows",
-        "with |x - max| where x - max is rounded in the computing dtype (the conditioning the",
-        "bound allows for).",
+        f"exp(d) for d <= 0 alone ({_exp_inputs(document)}):",
+        "",
+        _bench._table(EXP_HEADER, _exp_rows(document), markdown),
+        "",
+        LEGEND,
     ]
     return "\n".join(out)
+
+
+def render_summary(document: dict[str, Any]) -> str:
+    """Per implementation and dtype, the largest fraction of the bound used over the
+    three functions and every input set, with the machine named."""
+    cells: dict[str, dict[str, tuple[float, str]]] = {}
+    dtypes: list[str] = []
+    for r in document["functions"]:
+        if r["dtype"] not in dtypes:
+            dtypes.append(r["dtype"])
+        row = cells.setdefault(_name(r), {})
+        value = math.inf if "error" in r else r["max_of_spec_bound"]
+        if r["dtype"] not in row or value > row[r["dtype"]][0]:
+            row[r["dtype"]] = (value, r["function"])
+    rows = []
+    for name, row in cells.items():
+        line = [name]
+        for dtype in dtypes:
+            if dtype not in row:
+                line.append("")
+                continue
+            value, function = row[dtype]
+            text = (
+                "failed" if value == math.inf else f"{value:.2f}" if value < 10 else f"{value:.0f}"
+            )
+            line.append(f"{text} ({function}{', over' if value > 1 else ''})")
+        rows.append(line)
+    m = document["machine"]
+    intro = (
+        "The largest fraction of the accuracy bound used (over softmax, log_softmax and "
+        "logsumexp and every input set; above 1 breaks it) on "
+        f"{_bench.cpu_text(m)}:"
+    )
+    return intro + "\n\n" + _bench._table(["implementation", *dtypes], rows, markdown=True)
+
+
+def render_page(
+    documents: Sequence[dict[str, Any]], paths: Sequence[str], output: str | None = None
+) -> str:
+    """docs/accuracy.md: a summary of the first run, then every run in full."""
+    sources = _bench.words([_bench.link(p, output) for p in paths])
+    out = [
+        *_bench.page_header(
+            "Accuracy",
+            _bench.page_command("accuracy", paths, output),
+            sources,
+            f"[README.md, Accuracy contract]({_bench.relative('README.md', output)}"
+            "#accuracy-contract) states the bound every backend keeps; its Accuracy section "
+            "says how to run the measurement.",
+        ),
+        "",
+        "## Summary",
+        "",
+        render_summary(documents[0]),
+        "",
+        "## How to read the tables",
+        "",
+        INPUTS,
+        "",
+        LEGEND,
+    ]
+    for document, path in zip(documents, paths):
+        m, v = document["machine"], document["versions"]
+        recorded = " ".join(document.get("command") or ["?"])
+        out += [
+            "",
+            _bench.run_heading(document, path),
+            "",
+            f"- Run: `{recorded}`, {document.get('created', '?')}; saved in "
+            f"{_bench.link(path, output)}.",
+            f"- CPU: {_bench.cpu_text(m)}, {m['system']}; flags "
+            f"{', '.join(m.get('flags', [])) or '-'}.",
+            f"- fastsoftmax {v['fastsoftmax']}, SIMD levels measured: "
+            f"{', '.join(m['simd_levels']) or '-'}.",
+            f"- {_bench.versions_text(v)}.",
+            f"- References: {_references(document)}.",
+        ]
+        if document.get("quick"):
+            out.append("- A --quick run: smaller inputs.")
+        if document.get("unavailable"):
+            missing = "; ".join(f"{k} ({e})" for k, e in document["unavailable"].items())
+            out.append(f"- Not measured: {missing}.")
+        for function in dict.fromkeys(r["function"] for r in document["functions"]):
+            out += [
+                "",
+                f"### {function}",
+                "",
+                _bench._table(HEADER, _function_rows(document, function), markdown=True),
+            ]
+        out += [
+            "",
+            "### exp(d) for d <= 0 alone",
+            "",
+            f"{_exp_inputs(document)}.",
+            "",
+            _bench._table(EXP_HEADER, _exp_rows(document), markdown=True),
+        ]
+    return "\n".join(out) + "\n"

@@ -298,7 +298,8 @@ def reference(case: Case, x: np.ndarray) -> np.ndarray:
 def tolerance(case: Case, kind: str) -> float:
     """Relative tolerance of the check before timing.
 
-    Our backends are held to a few times the accuracy bound of SPEC.md; peers
+    Our backends are held to a few times the accuracy bound (README, "Accuracy
+    contract"); peers
     get more room because PyTorch and others sum long float32 rows in plain
     float32 (about 1e-3 relative error at 4M elements). Either is far below what
     a broken kernel produces.
@@ -828,20 +829,14 @@ COLUMNS = ("implementation", "time/call", "spread", "GB/s", "of copy", "vs numpy
 
 def header_lines(document: dict[str, Any]) -> list[str]:
     m, v, s = document["machine"], document["versions"], document["settings"]
-    caches = ", ".join(f"{k} {val}" for k, val in m.get("caches", {}).items() if k in ("L2", "L3"))
     pinned = s.get("pinned_cpus")
     threads = f"{s['threads']} thread{'s' if s['threads'] > 1 else ''}"
     if pinned:
         threads += f" (pinned to CPU {', '.join(map(str, pinned))})"
-    peers = ", ".join(
-        f"{k} {v[k]}" for k in ("numpy", "scipy", "numba", "torch", "jax") if v.get(k)
-    )
     lines = [
         f"fastsoftmax {v['fastsoftmax']}, SIMD {m['simd_level']}, {threads}",
-        f"CPU: {m['cpu']} ({m['machine']}, {m['cpus']} CPUs"
-        + (f", {caches}" if caches else "")
-        + f"), {m['system']}",
-        f"Python {v['python']}; {peers}",
+        f"CPU: {cpu_text(m)}, {m['system']}",
+        versions_text(v),
     ]
     unavailable = s.get("unavailable") or {}
     if unavailable:
@@ -893,16 +888,22 @@ def render(document: dict[str, Any], markdown: bool = False) -> str:
     return "\n".join(out)
 
 
-def render_wide(cases: Sequence[dict[str, Any]]) -> str:
-    """Markdown: a row per case and a column per implementation, in three tables:
-    time per call (with the largest spread of the row), GB/s with the fraction of
-    copy, and the speedup over the NumPy reference."""
+def _columns(cases: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(implementation, kind) in the order measured, the copy last."""
     columns: list[tuple[str, str]] = []
     for case in cases:
         for r in case["results"]:
             if (r["implementation"], r["kind"]) not in columns:
                 columns.append((r["implementation"], r["kind"]))
     columns.sort(key=lambda c: c[1] == "copy")
+    return columns
+
+
+def render_wide(cases: Sequence[dict[str, Any]], level: str = "###") -> str:
+    """Markdown: a row per case and a column per implementation, in three tables:
+    time per call (with the largest spread of the row), GB/s with the fraction of
+    copy, and the speedup over the NumPy reference."""
+    columns = _columns(cases)
     names = [display_name(*c) for c in columns]
 
     def table(title: str, cell: Callable[[dict[str, Any]], str], with_copy: bool) -> str:
@@ -914,26 +915,26 @@ def render_wide(cases: Sequence[dict[str, Any]]) -> str:
             for (name, _), _ in shown:
                 r = by.get(name)
                 row.append("" if r is None else "failed" if "error" in r else cell(r))
-            if title.startswith("time"):
+            if title.startswith("Time"):
                 spreads = [_number(r.get("spread")) for r in case["results"] if "spread" in r]
                 spreads = [v for v in spreads if v == v]
                 row.append(_spread(max(spreads)) if spreads else "-")
             rows.append(row)
         header = ["case", *(n for _, n in shown)]
-        if title.startswith("time"):
+        if title.startswith("Time"):
             header.append("largest spread")
-        return f"{title}\n\n" + _table(header, rows, markdown=True)
+        return f"{level} {title}\n\n" + _table(header, rows, markdown=True)
 
     return "\n\n".join(
         [
-            table("time per call (median):", lambda r: format_time(r["median"]), True),
+            table("Time per call (median)", lambda r: format_time(r["median"]), True),
             table(
-                "GB/s (fraction of the copy bandwidth):",
+                "GB/s (fraction of the copy bandwidth)",
                 lambda r: f"{_gbps(r['gbps'])} ({_percent(r['fraction_of_copy'])})",
                 True,
             ),
             table(
-                "speedup over the NumPy reference (below 1: slower):",
+                "Speedup over the NumPy reference (below 1: slower)",
                 lambda r: _ratio(r["speedup_vs_numpy"]),
                 False,
             ),
@@ -941,25 +942,241 @@ def render_wide(cases: Sequence[dict[str, Any]]) -> str:
     )
 
 
-def notes(document: dict[str, Any]) -> list[str]:
-    lines = [
-        "time/call: median over repetitions (each the mean of several calls), after a warm-up;",
-        "spread: half the interquartile range. GB/s: bytes read + written / time. of copy: that",
-        "over np.copyto of the same bytes in the same run (the ceiling). vs numpy: NumPy reference",
-        "time / this time (below 1: slower than the reference). The default backend is called",
-        "as users call it, fs.softmax(x, axis), the others with backend=. cpp (out=): the same",
-        "call writing into a preallocated out=, without the page faults of a fresh output array.",
-    ]
+LEGEND = (
+    "time/call: median over repetitions (each the mean of several calls), after a warm-up;",
+    "spread: half the interquartile range. GB/s: bytes read + written / time. of copy: that",
+    "over np.copyto of the same bytes in the same run (the ceiling). vs numpy: NumPy reference",
+    "time / this time (below 1: slower than the reference). The default backend is called",
+    "as users call it, fs.softmax(x, axis), the others with backend=. cpp (out=): the same",
+    "call writing into a preallocated out=, without the page faults of a fresh output array.",
+)
+
+
+PAGE_LEGEND = (
+    "Time per call: the median over the repetitions. Each repetition times every "
+    "implementation once, in an order that rotates from one repetition to the next, and each "
+    "sample is the mean of enough calls to last the sample time. Largest spread: the largest "
+    "half interquartile range in the row, relative to the median. GB/s: the bytes read plus "
+    "the bytes written, divided by the time; the percentage is of np.copyto on the same bytes "
+    "in the same run, the ceiling of any softmax. Speedup: the NumPy reference's time divided "
+    "by this time. cpp is called as users call it, fs.softmax(x, axis); cpp (out=) writes "
+    "into a preallocated out=, without the page faults of a fresh output array; the other "
+    "backends are called with backend=. Peers: scipy.special, PyTorch on the CPU and JAX "
+    "under jax.jit, each where installed."
+)
+
+
+def _noise_text(document: dict[str, Any]) -> str:
     noise = document.get("noise") or {}
     if noise.get("noisy"):
-        lines.append(
+        return (
             "NOTE: the machine was noisy (" + "; ".join(noise["notes"]) + "): "
             "compare the ratios, which come from contenders timed in turn, "
             "more than the absolute times; rerun for firmer numbers."
         )
-    elif noise.get("notes"):
-        lines.append("(" + "; ".join(noise["notes"]) + ")")
+    if noise.get("notes"):
+        return "(" + "; ".join(noise["notes"]) + ")"
+    return ""
+
+
+def notes(document: dict[str, Any]) -> list[str]:
+    noise = _noise_text(document)
+    return [*LEGEND, *([noise] if noise else [])]
+
+
+# --------------------------------------------------------------------------------------
+# Markdown pages: docs/benchmarks.md (here) and docs/accuracy.md (_accuracy.py)
+
+# The cases of the summary table (README, "Benchmarks"), when the run has them.
+SUMMARY_CASES = (
+    "softmax/float32/1x3/axis-1",
+    "softmax/float32/1024x1024/axis-1",
+    "softmax/float32/256x32000/axis-1",
+    "softmax/float32/4x4000000/axis-1",
+    "softmax/float64/1024x1024/axis-1",
+    "softmax/float32/1024x1024/axis0",
+)
+
+
+def cpu_text(machine: dict[str, Any]) -> str:
+    """The machine as a run records it: CPU, architecture, CPUs, L2 and L3."""
+    caches = ", ".join(
+        f"{k} {v}" for k, v in machine.get("caches", {}).items() if k in ("L2", "L3")
+    )
+    return f"{machine['cpu']} ({machine['machine']}, {machine['cpus']} CPUs" + (
+        f", {caches})" if caches else ")"
+    )
+
+
+def versions_text(versions: dict[str, Any]) -> str:
+    found = ", ".join(
+        f"{k} {versions[k]}" for k in ("numpy", "scipy", "numba", "torch", "jax") if versions.get(k)
+    )
+    return f"Python {versions['python']}; {found}"
+
+
+def page_command(command: str, paths: Sequence[str], output: str | None) -> str:
+    """The command that writes the page (shown on it, so that it can be rerun)."""
+    import shlex
+
+    tail = ["--output", output] if output else ["--markdown"]
+    return shlex.join(["fastsoftmax", command, "--show", *paths, *tail])
+
+
+def relative(path: str, output: str | None) -> str:
+    """``path`` (relative to the current directory) as seen from the page ``output``."""
+    target = os.path.relpath(path, os.path.dirname(output) or ".") if output else path
+    return target.replace(os.sep, "/")
+
+
+def link(path: str, output: str | None) -> str:
+    """A markdown link to ``path`` from the page ``output``."""
+    return f"[{path}]({relative(path, output)})"
+
+
+def words(items: Sequence[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
+
+
+def page_header(title: str, command: str, sources: str, about: str) -> list[str]:
+    return [
+        f"# {title}",
+        "",
+        f"This page is generated from {sources} by `{command}`. Do not edit it by hand: "
+        "after new runs, rerun that command.",
+        "",
+        about,
+    ]
+
+
+def _option(command: Sequence[str], name: str) -> str | None:
+    """The value of ``name`` in a recorded command line, if it is there."""
+    for i, word in enumerate(command[:-1]):
+        if word == name:
+            return command[i + 1]
+    return None
+
+
+def run_heading(document: dict[str, Any], path: str, level: str = "##") -> str:
+    cases = document.get("cases") or document.get("functions") or []
+    functions = ", ".join(dict.fromkeys(c["function"] for c in cases))
+    return f"{level} {functions} (`{os.path.basename(path)}`)"
+
+
+def run_lines(document: dict[str, Any], path: str, output: str | None) -> list[str]:
+    """What the run was: its file, command and date, the machine, the versions."""
+    m, v, s = document["machine"], document["versions"], document["settings"]
+    recorded = " ".join(document.get("command") or ["?"])
+    threads = f"{s['threads']} thread{'s' if s['threads'] > 1 else ''}"
+    pinned = s.get("pinned_cpus")
+    if pinned:
+        threads += f", pinned to CPU {', '.join(map(str, pinned))}"
+    lines = [
+        f"- Run: `{recorded}`, {document.get('created', '?')}; saved in {link(path, output)}.",
+        f"- CPU: {cpu_text(m)}, {m['system']}; flags {', '.join(m.get('flags', [])) or '-'}.",
+        f"- fastsoftmax {v['fastsoftmax']}, SIMD level {m['simd_level']}, {threads}.",
+        f"- {versions_text(v)}.",
+        f"- Timing: median of {s['repeats']} repetitions, each the mean of calls lasting at "
+        f"least {s['min_sample_time'] * 1e3:g} ms, after {s['warmup_time']:g} s of warm-up.",
+    ]
+    unavailable = s.get("unavailable") or {}
+    if unavailable:
+        missing = "; ".join(f"{k} ({val})" for k, val in unavailable.items())
+        lines.append(f"- Not measured: {missing}.")
+    noise = document.get("noise") or {}
+    if noise:
+        state = "noisy" if noise.get("noisy") else "quiet"
+        detail = "; ".join(noise.get("notes") or [])
+        lines.append(f"- The machine was {state}" + (f" ({detail})." if detail else "."))
     return lines
+
+
+def render_summary(document: dict[str, Any]) -> str:
+    """The few key cases of one run, one time per implementation, with the machine named."""
+    by_key = {c["key"]: c for c in document["cases"]}
+    cases = [by_key[k] for k in SUMMARY_CASES if k in by_key] or [
+        c for c in document["cases"] if c["function"] == "softmax"
+    ]
+    columns = [c for c in _columns(cases) if c[1] != "copy" and not c[0].endswith("-out")]
+    rows = []
+    for case in cases:
+        by = {r["implementation"]: r for r in case["results"]}
+        row = [case["label"]]
+        for name, _ in columns:
+            r = by.get(name)
+            row.append("" if r is None else "failed" if "error" in r else format_time(r["median"]))
+        rows.append(row)
+    m, s = document["machine"], document["settings"]
+    threads = f"{s['threads']} thread{'s' if s['threads'] > 1 else ''}"
+    intro = (
+        f"Time per call (median; lower is faster) on {cpu_text(m)}, SIMD level "
+        f"{m['simd_level']}, {threads}:"
+    )
+    header = ["case", *(display_name(*c) for c in columns)]
+    return intro + "\n\n" + _table(header, rows, markdown=True)
+
+
+def _sweep_table(document: dict[str, Any], output: str | None) -> list[str]:
+    sweep = document.get("sweep")
+    if not sweep:
+        return []
+    columns = _columns(sweep)
+    rows = []
+    for case in sweep:
+        by = {r["implementation"]: r for r in case["results"]}
+        row = [f"{case['row_length']:,}"]
+        for name, _ in columns:
+            r = by.get(name)
+            row.append("" if r is None or "error" in r else _gbps(r["gbps"]))
+        rows.append(row)
+    total = math.prod(sweep[0]["shape"])
+    lines = [
+        "",
+        f"### GB/s against the row length ({sweep[0]['function']} {sweep[0]['dtype']}, "
+        f"{total:,} elements in all)",
+        "",
+    ]
+    plot_path = _option(document.get("command") or [], "--plot")
+    if plot_path:
+        lines += [f"![GB/s against the row length]({relative(plot_path, output)})", ""]
+    header = ["row length", *(display_name(*c) for c in columns)]
+    return [*lines, _table(header, rows, markdown=True)]
+
+
+def render_page(
+    documents: Sequence[dict[str, Any]], paths: Sequence[str], output: str | None = None
+) -> str:
+    """docs/benchmarks.md: a summary of the first run, then every run in full."""
+    sources = words([link(p, output) for p in paths])
+    out = [
+        *page_header(
+            "Benchmarks",
+            page_command("bench", paths, output),
+            sources,
+            f"[README.md, Benchmarks]({relative('README.md', output)}#benchmarks) says how to "
+            "run them and how they are measured.",
+        ),
+        "",
+        "## Summary",
+        "",
+        render_summary(documents[0]),
+        "",
+        "## How to read the tables",
+        "",
+        PAGE_LEGEND,
+    ]
+    for document, path in zip(documents, paths):
+        out += [
+            "",
+            run_heading(document, path),
+            "",
+            *run_lines(document, path, output),
+            "",
+            render_wide(document["cases"]),
+            *_sweep_table(document, output),
+        ]
+    return "\n".join(out) + "\n"
 
 
 def render_compare(a: dict[str, Any], b: dict[str, Any], names: Sequence[str] = ("A", "B")) -> str:
