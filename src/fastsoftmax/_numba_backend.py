@@ -1,21 +1,64 @@
-"""The Numba backend: the passes of the C++ kernel as JIT-compiled loops.
+"""The Numba backend: softmax, log_softmax and logsumexp as JIT-compiled loops.
 
 Imported on first use only (``import fastsoftmax`` never imports numba).
 Kernels take the 3-D ``(outer, inner, n)`` views of ``_layout`` and reduce
-along the last axis; float32 and float64 only. Design notes, measured ULP
-and timings: docs/numba_notes.md.
+along the last axis; float32 and float64 only. Design notes and measured
+accuracy: docs/numba_notes.md.
 
-- Rows: scan (max, min, NaN, active count), exp + store + sum, scale (or
-  subtract the log of the sum). Every loop runs over a unit-stride 1-D view
-  (``_span``) so that LLVM vectorizes it; the exp is our own (range
-  reduction, polynomial, exponent bits), never a libm call.
-- Sums are taken in a fixed order (see _SUM_BLOCK), so a row gives the same
-  bits in every layout, block and thread count.
-- A reduction over a non-last axis (contiguous inner axis) runs across
-  column tiles, vectorized over neighbouring rows, in the rows' summation
-  order; other strided rows are gathered into a buffer.
-- Large calls run over threads (prange over blocks of rows); small ones on
-  the calling thread. Kernels are cached on disk (``cache=True``).
+It shares the design of the compiled backend, not its bits. Shared: three
+passes over a row (scan; exp and sum; scale by 1 / sum, or subtract the log
+of the sum), an exp written for d = (x - max) / T <= 0 only, and sums taken
+in short blocks in the row's dtype and carried across blocks in float64, so
+the error does not grow with the row length. Its own:
+
+- The exp (_exp_nonpositive): d = n ln2 + r with |r| <= ln2/2, a polynomial
+  for exp(r) (Cephes' minimax coefficients for float32, the degree-13 Taylor
+  polynomial for float64), 2^n from exponent bits; at most 1.02 ULP
+  (float32, every input) and 0.99 ULP (float64, random inputs) as measured
+  in docs/numba_notes.md. Only +, *, compares and bit operations, so LLVM
+  vectorizes it; never a libm call.
+- The summation order (_SUM_BLOCK, _SLOTS): in a block of _SUM_BLOCK
+  elements, element r goes to slot r % _SLOTS; the slots are folded in a
+  fixed tree and the block totals added in float64 with Neumaier
+  compensation. The order is written out, so a row gives the same bits in
+  every layout, tile width and thread count.
+- No one-pass (online) or short-row variant: every row takes the passes.
+- Every loop runs over a unit-stride 1-D view (_span), so that LLVM
+  vectorizes it. A reduction over a non-last axis (strided reduction axis
+  beside a contiguous inner axis) runs across column tiles, vectorized over
+  neighbouring rows, in the summation order of a row; other strided rows are
+  gathered into a buffer.
+- Large calls run over threads (prange over blocks of rows or tiles); small
+  ones on the calling thread. Kernels are cached on disk (cache=True).
+
+What each part corresponds to in the compiled backend. The values agree
+within the accuracy bound, not bit for bit (the compiled backend's summation
+order depends on its SIMD level's vector width, and the polynomials differ);
+values that are exact by construction (the special rows' NaN / -inf / 0
+fills, masked entries) are the same in every backend. tests/test_numba_backend.py
+asserts which values agree bit for bit.
+
+=======================================  =====================================
+this module                              compiled backend
+=======================================  =====================================
+_scan_row, _tile_scan                    scan (scan_row; sweep_scan)
+_exp_nonpositive, _exp_normal            exp_nonpositive (subnormal-safe /
+                                         normal-range form)
+_stays_normal                            stays_normal
+_exp_store_sum (softmax)                 exp-and-sum pass, y stored (exp_sums)
+_log_of_exp_sums (log variants)          exp-and-sum pass, split at the max,
+                                         nothing stored; log_of_split_sum
+last loop of _softmax_row (softmax)      scale pass (scale_row)
+last loops of _softmax_row (log)         log_softmax pass (subtract_row)
+_needs_wide, _wide_row                   wide rows (needs_wide,
+                                         wide_row_softmax / _logsumexp)
+_fill_special_row                        special rows (fill_special_row)
+_softmax_row, _logsumexp_row             one row (softmax_row, logsumexp_row)
+_softmax_tiles, _logsumexp_tiles,        column sweep (softmax_columns,
+_tile_log_sums, _tile_by_rows            logsumexp_columns, sweep_*)
+_exp_nonpositive_array                   exp_nonpositive_array
+(none)                                   online rows, short rows
+=======================================  =====================================
 """
 
 from __future__ import annotations
@@ -34,24 +77,24 @@ from numba.np.arrayobj import make_array, populate_array
 
 name = "numba"
 
-# Sums: a row is summed in blocks of _SUM_BLOCK elements; in a block, value r
-# goes to slot r % 8 (eight running sums in the row's dtype, 16 additions
+# Sums: a row is summed in blocks of _SUM_BLOCK elements; in a block, element
+# r goes to slot r % _SLOTS (running sums in the row's dtype, 16 additions
 # each), the slots are folded in a fixed tree, and the block totals are
 # added in float64 with Neumaier compensation, so the error does not grow
-# with the row length. Short blocks matter: a slot holding a term near 1
-# rounds away every term below half an ulp added to it, so it may lose
-# (additions - 1) * eps / 2 of the sum; with 64 additions that broke the
-# SPEC bound on a row of one 0 and 511 logits at log(0.49 eps), with 16 it
-# is a third of the bound. The order is written out, not left to the
-# compiler (no reassociation), so the column tiles below reproduce it
+# with the row length. The blocks are short because a slot holding a term
+# near 1 rounds away every term below half an ulp added to it, so it may
+# lose (additions - 1) * eps / 2 of the sum: with 64 additions a slot, a row
+# of one 0 and 511 logits at log(0.49 eps) broke the accuracy bound; with
+# 16 such rows use at most 0.6 of it. The order is written out, not left to
+# the compiler (no reassociation), so the column tiles below reproduce it
 # exactly and a row gives the same bits whatever its layout.
 _SUM_BLOCK = 128
-_SLOTS = 8
+_SLOTS = 8  # written out as eight variables in _add_chunk_sum and _tile_fold_slots
 # The exp loops run over chunks of this many elements (a multiple of
 # _SUM_BLOCK; the scratch buffers hold one chunk).
 _CHUNK = 512
 # Below this many elements per thread a call runs on the calling thread
-# (a prange launch costs tens of microseconds, ~10^5 exps).
+# (starting the threads costs about as much as 10^5 exps).
 _PARALLEL_MIN_ELEMENTS = 1 << 17
 # Column tiles of a strided reduction: this many neighbouring rows at most
 # (each pass over a tile then sweeps whole runs of memory, and the per-row
@@ -59,6 +102,10 @@ _PARALLEL_MIN_ELEMENTS = 1 << 17
 # when a call is split over threads.
 _TILE_COLUMNS = 2048
 _TILE_MIN_COLUMNS = 128
+# What _tile_scan finds in a tile, and so how the tile is computed.
+_TILE_BY_ROWS = 0  # a row is special or may be wide: row by row (_tile_by_rows)
+_TILE_SUBNORMAL = 1  # some exp(d) may be subnormal or 0: _exp_nonpositive
+_TILE_NORMAL = 2  # every exp(d) is normal: _exp_normal
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 # Helpers are only called from jitted code: no Python wrappers for them.
@@ -180,25 +227,26 @@ def _float_from_bits(typingctx, value):
 # ----------------------------------------------------------------------------
 # exp(d) for d <= 0.
 #
-# The algorithm of csrc/row_kernels.cpp: d = n ln2 + r with |r| <= ln2/2 (ln2
-# split in a high part with few bits, so n * high is exact), a polynomial for
-# exp(r) (Cephes' minimax coefficients for float32, degree-13 Taylor for
-# float64), then 2^n applied as two power-of-two factors so that a subnormal
-# result is rounded once instead of flushed. Only +, *, compares and bit
-# operations: LLVM vectorizes it, where math.exp / np.exp would be one call
-# into libm per element (numba from the package index has no SVML).
+# d = n ln2 + r with |r| <= ln2/2 (ln2 split in a high part with few bits,
+# so n * high is exact), a polynomial for exp(r) (Cephes' minimax
+# coefficients for float32, the degree-13 Taylor polynomial for float64),
+# then 2^n applied as two power-of-two factors so that a subnormal result is
+# rounded once instead of flushed. Only +, *, compares and bit operations:
+# LLVM vectorizes it, where math.exp / np.exp would be one call into libm
+# per element (numba from the package index has no SVML).
 #
-# Contract (tests/test_numba_backend.py):
-#   float32: d in [-inf, 0]; max error 1.0x ULP over a dense sweep of [-104, 0]
-#   float64: d in [-inf, 0]; max error 0.9x ULP on random points of [-746, 0]
+# Contract (tests/test_numba_backend.py; measured maxima in
+# docs/numba_notes.md):
+#   float32: d in [-inf, 0]; at most 1.05 ULP over a dense sweep of [-104, 0]
+#   float64: d in [-inf, 0]; at most 1.0 ULP on random points of [-746, 0]
 #   exp(0) == 1 and exp(-inf) == 0 exactly. NaN is never passed in.
 
 
-# _exp_normal_* are the same for d >= _NORMAL_LIMIT (every result normal),
-# as the C++ kernel's kSubnormal = false: no clamp, 2^n in one factor. For
-# such d their result is bit for bit that of _exp_nonpositive_* (whose second
-# factor is then 1), so a row may take either. The exp functions are the
-# bodies of the overloads below, which pick one by dtype.
+# _exp_normal_* are the same for d >= _NORMAL_LIMIT (every result normal):
+# no clamp, 2^n in one factor. For such d their result is bit for bit that
+# of _exp_nonpositive_* (whose second factor is then 1), so a row may take
+# either. The exp functions are the bodies of the overloads below, which
+# pick one by dtype.
 _NORMAL_LIMIT_F32 = -87.0
 _NORMAL_LIMIT_F64 = -707.0
 
@@ -247,7 +295,7 @@ def _exp_parts_f64(d):
     """(p, n) with exp(d) = p * 2^n, for d in [-746, 0]. The degree-13
     Taylor polynomial (truncation error below 0.05 ULP on |r| <= ln2/2) is
     evaluated by Estrin's scheme: a dependency chain of 5 operations instead
-    of Horner's 13, 20% faster here (the float64 loop is latency-bound)."""
+    of Horner's 13 (the float64 loop is latency-bound)."""
     shifter = 6755399441055744.0  # 1.5 * 2^52
     t = _mul_add(d, 1.4426950408889634074, shifter)
     n = t - shifter
@@ -306,7 +354,7 @@ def _exp_normal_overload(d):
 
 
 @njit(**_JIT)
-def _exp_array(d, out, normal):
+def _exp_nonpositive_array(d, out, normal):
     """out = exp(d) elementwise, d <= 0 (normal: d >= _NORMAL_LIMIT); for
     the accuracy tests."""
     if normal:
@@ -359,7 +407,7 @@ def _scan_row(x, mask):
 def _add_chunk_sum(c, total, compensation):
     """Add the values of a chunk (>= 0, starting at a multiple of _SUM_BLOCK
     in its row) to the compensated float64 sum (total, compensation), block
-    by block: in a block, value r into slot r % 8 in the chunk's dtype,
+    by block: in a block, value r into slot r % _SLOTS in the chunk's dtype,
     slots folded as ((0+1)+(2+3))+((4+5)+(6+7)). Eight independent sums also
     let LLVM keep them in a vector."""
     zero = c.dtype.type(0.0)
@@ -411,9 +459,11 @@ def _log_of_split_sum(below, at_max):
 
 
 @njit(**_INTERNAL)
-def _log_sum_exp_split(x, mask, m, scale, normal, scratch):
-    """log(sum(exp((x - m) * scale))) of a row with finite max m; normal:
-    every exp is normal (see _exp_normal)."""
+def _log_of_exp_sums(x, mask, m, scale, normal, scratch):
+    """log(sum(exp((x - m) * scale))) of a row with finite max m, the
+    exp-and-sum pass of the log variants (nothing stored; the terms at the
+    max counted apart, see _log_of_split_sum); normal: every exp is normal
+    (see _exp_normal)."""
     minus_inf = x.dtype.type(-np.inf)
     zero = x.dtype.type(0.0)
     n = x.shape[0]
@@ -450,7 +500,7 @@ def _log_sum_exp_split(x, mask, m, scale, normal, scratch):
 
 
 @njit(**_INTERNAL)
-def _is_wide(x, mask, m, temperature):
+def _needs_wide(x, mask, m, temperature):
     """Finite logits whose difference overflows the dtype, with T > 1:
     (x - max) / T would be -inf where the exact value is finite, so such
     rows divide first, x / T - max / T, in float64 (as _reference). With
@@ -501,7 +551,7 @@ def _wide_row(x, y, mask, m, temperature, log):
 
 
 @njit(**_INTERNAL)
-def _special_row(x, y, mask, m, active, has_nan, log):
+def _fill_special_row(x, y, mask, m, active, has_nan, log):
     """A row whose max is NaN, +inf or -inf, or with nothing active: the
     scipy.special values (as _reference); masked elements 0 or -inf."""
     keeps_minus_inf = log and active > 0 and not has_nan and m == np.inf
@@ -516,9 +566,10 @@ def _special_row(x, y, mask, m, active, has_nan, log):
 
 @njit(**_INTERNAL)
 def _exp_store_sum(x, y, mask, m, scale, normal, scratch):
-    """Softmax pass 2: y = exp((x - m) * scale), masked elements 0; returns
-    sum(y) in float64. x may be y: each chunk is then read from a copy in
-    scratch, so that the loops see two arrays that do not overlap."""
+    """The exp-and-sum pass of softmax: y = exp((x - m) * scale), masked
+    elements 0; returns sum(y) in float64. x may be y: each chunk is then
+    read from a copy in scratch, so that the loops see two arrays that do
+    not overlap."""
     minus_inf = x.dtype.type(-np.inf)
     n = x.shape[0]
     in_place = x.ctypes.data == y.ctypes.data
@@ -549,25 +600,28 @@ def _exp_store_sum(x, y, mask, m, scale, normal, scratch):
 
 @njit(**_INTERNAL)
 def _softmax_row(x, y, mask, temperature, scale, log, scratch):
-    """softmax or log_softmax of one row (x may be y)."""
+    """softmax or log_softmax of one row (x may be y): the scan, then
+    special and wide rows apart; else the exp-and-sum pass and the scale
+    pass (softmax), or the split sum and the subtract pass (log_softmax)."""
     n = x.shape[0]
     m, low, active, has_nan = _scan_row(x, mask)
     if active == 0 or has_nan or not np.isfinite(m):
-        _special_row(x, y, mask, m, active, has_nan, log)
+        _fill_special_row(x, y, mask, m, active, has_nan, log)
         return
-    if _is_wide(x, mask, m, temperature):
+    if _needs_wide(x, mask, m, temperature):
         _wide_row(x, y, mask, m, temperature, log)
         return
     normal = _stays_normal(x, m, low, scale)
     if not log:
         factor = y.dtype.type(1.0 / _exp_store_sum(x, y, mask, m, scale, normal, scratch))
-        for k in range(n):
+        for k in range(n):  # the scale pass
             y[k] = y[k] * factor
         return
-    log_sum = x.dtype.type(_log_sum_exp_split(x, mask, m, scale, normal, scratch))
+    log_sum = x.dtype.type(_log_of_exp_sums(x, mask, m, scale, normal, scratch))
     minus_inf = x.dtype.type(-np.inf)
-    # In place, x is y: one array, so the loop needs no overlap check. (The
-    # mask is a select, not an "if": LLVM would make a conditional store.)
+    # The subtract pass, y = d - log(sum). In place, x is y: one array, so
+    # the loop needs no overlap check. (The mask is a select, not an "if":
+    # LLVM would make a conditional store.)
     if mask is not None:
         for k in range(n):
             y[k] = (x[k] - m) * scale - log_sum if mask[k] else minus_inf
@@ -588,10 +642,10 @@ def _logsumexp_row(x, mask, temperature, scale, scratch):
         return np.nan
     if not np.isfinite(m):
         return np.float64(m)  # +inf, or all -inf
-    if _is_wide(x, mask, m, temperature):
+    if _needs_wide(x, mask, m, temperature):
         return _wide_row(x, None, mask, m, temperature, False)
     normal = _stays_normal(x, m, low, scale)
-    log_sum = _log_sum_exp_split(x, mask, m, scale, normal, scratch)
+    log_sum = _log_of_exp_sums(x, mask, m, scale, normal, scratch)
     return np.float64(m) / temperature + log_sum
 
 
@@ -683,14 +737,12 @@ def _logsumexp_rows(x, out, mask, temperature, block, blocks):
 # Column tiles: a strided reduction axis beside a contiguous inner axis (a
 # reduction over a non-last axis). The vector loops run across the w
 # neighbouring rows i0 .. i0 + w of a tile, one k at a time, with each row's
-# state (max, slot sums) in small arrays. Wide tiles pay off: the loop
-# overheads are per k, and a pass sweeps memory in long runs (1024 x 1024
-# float32 over axis 0 was 1.6x faster in 1024-row tiles than in 64-row tiles
-# that fit in L2). Each
-# row's sum is taken in exactly the order of the row kernel (_add_chunk_sum:
-# slots, blocks, compensation), so a row gives the same bits either way, whatever
-# the tile width. A tile holding a special or wide row is done row by row
-# through a gathered copy instead.
+# state (max, slot sums) in small arrays. Wide tiles rather than tiles that
+# fit in L2: the loop overheads are per k, and a pass then sweeps memory in
+# long runs. Each row's sum is taken in exactly the order of the row path
+# (_add_chunk_sum: slots, blocks, compensation), so a row gives the same
+# bits either way, whatever the tile width. A tile holding a special or
+# wide row is done row by row through a gathered copy instead.
 
 
 @njit(**_INTERNAL)
@@ -714,9 +766,10 @@ def _mask_segment(mask, o, i0, k, w, buffer):
 
 @njit(**_INTERNAL)
 def _tile_scan(x, mask, o, i0, w, temperature, scale, m, mask_buffer):
-    """The max of each row of a tile into m. Returns 0 if a row of the tile
-    is special or may be wide (it takes the row path then), 2 if every exp
-    of the tile is normal (see _stays_normal), else 1."""
+    """The max of each row of a tile into m. Returns _TILE_BY_ROWS if a row
+    of the tile is special or may be wide (see _needs_wide), _TILE_NORMAL if
+    every exp of the tile is normal (see _stays_normal), else
+    _TILE_SUBNORMAL."""
     n = x.shape[2]
     minus_inf = x.dtype.type(-np.inf)
     base = o * x.strides[0] + i0 * x.itemsize
@@ -748,11 +801,11 @@ def _tile_scan(x, mask, o, i0, w, temperature, scale, m, mask_buffer):
     normal = True
     for j in range(w):
         if active[j] == 0 or nan[j] or not np.isfinite(m[j]):
-            return 0
+            return _TILE_BY_ROWS
         if temperature > 1.0 and m[j] >= wide_limit:
-            return 0
+            return _TILE_BY_ROWS
         normal = normal and _stays_normal(x, m[j], low[j], scale)
-    return 2 if normal else 1
+    return _TILE_NORMAL if normal else _TILE_SUBNORMAL
 
 
 @njit(**_INTERNAL)
@@ -788,7 +841,7 @@ def _tile_log_sums(
     x, mask, o, i0, w, scale, normal, m, slots, total, compensation, at_max, mask_buffer
 ):
     """log(sum(exp(d))) of each row of a scanned tile into total, as
-    _log_sum_exp_split computes it for a row. The elements at the max are
+    _log_of_exp_sums computes it for a row. The elements at the max are
     counted in the dtype within a block (in the row of slots after the
     _SLOTS sums; exact, and a quarter of the memory traffic of int64 for
     float32), then in float64 (at_max) across blocks."""
@@ -877,7 +930,7 @@ def _softmax_tiles(x, y, mask, temperature, log, block, blocks):
         i0 = (unit - o * tiles) * width
         w = min(width, inner - i0)
         kind = _tile_scan(x, mask, o, i0, w, temperature, scale, m, mask_buffer)
-        if kind == 0:
+        if kind == _TILE_BY_ROWS:
             _tile_by_rows(
                 x, y, mask, o, i0, w, temperature, scale, log, buffer, mask_buffer, scratch
             )
@@ -893,7 +946,7 @@ def _softmax_tiles(x, y, mask, temperature, log, block, blocks):
                 i0,
                 w,
                 scale,
-                kind == 2,
+                kind == _TILE_NORMAL,
                 m,
                 slots,
                 total,
@@ -933,7 +986,7 @@ def _softmax_tiles(x, y, mask, temperature, log, block, blocks):
                     e = _exp_nonpositive(((xs[j] if ms[j] else minus_inf) - m[j]) * scale)
                     ys[j] = e
                     slot[j] += e
-            elif in_place and kind == 2:
+            elif in_place and kind == _TILE_NORMAL:
                 for j in range(w):
                     e = _exp_normal((ys[j] - m[j]) * scale)
                     ys[j] = e
@@ -943,7 +996,7 @@ def _softmax_tiles(x, y, mask, temperature, log, block, blocks):
                     e = _exp_nonpositive((ys[j] - m[j]) * scale)
                     ys[j] = e
                     slot[j] += e
-            elif kind == 2:
+            elif kind == _TILE_NORMAL:
                 for j in range(w):
                     e = _exp_normal((xs[j] - m[j]) * scale)
                     ys[j] = e
@@ -984,7 +1037,7 @@ def _logsumexp_tiles(x, out, mask, temperature, block, blocks):
         i0 = (unit - o * tiles) * width
         w = min(width, inner - i0)
         kind = _tile_scan(x, mask, o, i0, w, temperature, scale, m, mask_buffer)
-        if kind:
+        if kind != _TILE_BY_ROWS:
             _tile_log_sums(
                 x,
                 mask,
@@ -992,7 +1045,7 @@ def _logsumexp_tiles(x, out, mask, temperature, block, blocks):
                 i0,
                 w,
                 scale,
-                kind == 2,
+                kind == _TILE_NORMAL,
                 m,
                 slots,
                 total,
@@ -1129,5 +1182,5 @@ def exp_nonpositive(d: np.ndarray, normal: bool = False) -> np.ndarray:
     -707 (float64), used for rows whose every exp is normal."""
     d = np.ascontiguousarray(d)
     out = np.empty_like(d)
-    _exp_array(d.reshape(-1), out.reshape(-1), bool(normal))
+    _exp_nonpositive_array(d.reshape(-1), out.reshape(-1), bool(normal))
     return out
