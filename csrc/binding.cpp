@@ -12,7 +12,9 @@
 #define NPY_TARGET_VERSION NPY_1_22_API_VERSION
 #include <numpy/arrayobject.h>
 
+#include "dispatch.h"
 #include "softmax_batch.h"
+#include "thread_pool.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -106,10 +108,10 @@ void exp_nonpositive(const Array1<const T>& d, const Array1<T>& out) {
 // ndarray of native float32/float64, C-contiguous and aligned, with at least
 // one element, reduced over its last axis (axis -1 or ndim - 1); the result
 // goes to a new array or to out= (see plain_output). Anything else returns
-// None and the caller takes the general path. NumPy's C API reads the array header directly: nanobind's
-// generic ndarray import costs ~0.35 us an array, most of a 3-element call.
-// Small calls keep the GIL: releasing and taking it back costs more than
-// the work.
+// None and the caller takes the general path. NumPy's C API reads the array
+// header directly: nanobind's generic ndarray import costs most of a
+// 3-element call. Small calls keep the GIL: releasing and taking it back
+// costs more than the work.
 constexpr std::int64_t kKeepGilElements = 1 << 14;
 
 // Runs f() with the GIL released for calls large enough to be worth it.

@@ -1,15 +1,13 @@
-// Batch drivers: run the row kernels over every row of a strided 3-D view
-// (outer, inner, n) whose last axis is the reduction axis, on the selected
-// SIMD level and thread count. Pure C++; the Python layer has already
+// Batch drivers: run the kernels of the selected SIMD level over every row
+// of a strided 3-D view (outer, inner, n) whose last axis is the reduction
+// axis, on the set thread count. Pure C++; the Python layer has already
 // validated dtypes, shapes and overlap, and made every stride a whole
-// number of elements.
+// number of elements. n >= 1 and outer * inner >= 1.
 #pragma once
 
 #include <cstdint>
-#include <string>
-#include <vector>
 
-#include "row_kernels.h"
+#include "kernel_table.h"
 
 namespace fastsoftmax {
 
@@ -29,16 +27,6 @@ struct StridedView2 {
 struct Extent3 {
     std::int64_t outer, inner, n;
 };
-
-// SIMD levels compiled in and supported by this CPU, best first.
-std::vector<std::string> supported_levels();
-// The level in use; set_level returns false for a name not in supported_levels().
-const char* current_level();
-bool set_level(const std::string& name);
-const RowKernels& current_kernels();
-
-void set_num_threads(int threads);
-int get_num_threads();
 
 // y = softmax (or log_softmax) along the last axis of x, scaled by 1/temperature.
 // y may be x itself (same data and strides); mask.data == nullptr means no mask.

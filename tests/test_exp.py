@@ -1,7 +1,10 @@
 """The compiled exp for d <= 0, measured in ULP on every SIMD level
-(the contract written above exp_nonpositive in csrc/row_kernels.cpp)."""
+(the contract at the top of csrc/exp.h)."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +22,7 @@ def ulp_error(got: np.ndarray, exact: np.ndarray, dtype) -> np.ndarray:
     return np.abs(got.astype(exact.dtype) - exact) / spacing
 
 
-# Measured maxima (csrc/row_kernels.cpp, README): levels with FMA round each
+# Measured maxima (csrc/exp.h): levels with FMA round each
 # polynomial step once; SSE2 and the generic build round the product and the
 # sum apart, which costs about 0.3 ULP.
 FMA_LEVELS = {"avx512", "avx2", "avx2_wide", "neon"}
@@ -78,3 +81,32 @@ def test_every_length(level, dtype):
     full = level.exp_nonpositive(d)
     for n in range(0, 140):
         np.testing.assert_array_equal(level.exp_nonpositive(d[:n]), full[:n])
+
+
+EXP_HEADER = Path(__file__).resolve().parent.parent / "csrc" / "exp.h"
+
+
+def _contract_worst_inputs() -> dict[str, float]:
+    """The worst inputs named in exp.h's contract, by macro suffix."""
+    text = EXP_HEADER.read_text()
+    found = re.findall(r'#define FS_EXP_WORST_(\w+) "(\S+) ', text)
+    return {name: float.fromhex(value) for name, value in found}
+
+
+@pytest.mark.skipif(not EXP_HEADER.exists(), reason="run from a checkout: reads csrc/exp.h")
+def test_contract_worst_inputs_are_within_the_stated_bounds(level):
+    """The inputs exp.h names as the worst stay within the stated maxima, and
+    are really near them (so the contract names measured points, not guesses)."""
+    worst = _contract_worst_inputs()
+    assert set(worst) == {"F32_FMA", "F32", "F64_FMA", "F64"}
+    fma = level.simd_level() in FMA_LEVELS
+    stated = {"F32_FMA": 0.8822, "F32": 1.1764, "F64_FMA": 0.945, "F64": 1.226}
+    for name in ("F32_FMA", "F64_FMA") if fma else ("F32", "F64"):
+        dtype = np.float32 if name.startswith("F32") else np.float64
+        exact_type = np.float64 if dtype is np.float32 else np.longdouble
+        d = np.array([worst[name]], dtype=dtype)
+        err = float(ulp_error(level.exp_nonpositive(d), np.exp(d.astype(exact_type)), dtype)[0])
+        assert err <= stated[name] + 1e-3, (name, err)
+        if dtype is np.float32 and level.simd_level() in ("avx2", "avx512", "sse2"):
+            assert err >= stated[name] - 1e-3, (name, err)  # the sweep's maximum itself
+    assert f"{stated['F32_FMA']} ULP" in EXP_HEADER.read_text()

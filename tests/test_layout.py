@@ -1,4 +1,4 @@
-"""Layouts (SPEC.md): C, Fortran, strided, negative strides, unaligned and
+"""Layouts (README, Semantics): C, Fortran, strided, negative strides, unaligned and
 byte-swapped data give the values of a contiguous copy; the input is never
 modified; out= and in place; partial overlap is handled."""
 
@@ -175,6 +175,40 @@ def test_wide_column_tiles_give_the_values_of_rows(backend, dtype, kind, n, widt
         y = x.copy()
         f(y, axis=0, temperature=temperature, out=y, backend=backend)
         np.testing.assert_array_equal(y, rows.T)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("special", ["nan", "inf", "all_minus_inf", "wide"])
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 3.0])
+def test_a_column_needing_the_row_path_leaves_the_values_of_rows(
+    backend, dtype, kind, special, temperature
+):
+    """A column tile holding a column that needs the row path (NaN, +inf, all
+    -inf, or a spread that overflows with T > 1) is computed as rows; its
+    neighbour tiles by the column sweep. Both give bit for bit the values of
+    the same data laid out as rows, also in place."""
+    rng = np.random.default_rng(17)
+    n, width = 40, 2100  # float32: tiles of 1024 columns, the special one in the second
+    x = random_logits(rng, (n, width), dtype)
+    x[:, 1500] *= 400  # subnormal terms in the same tile
+    big = np.finfo(dtype).max / 2
+    if special == "nan":
+        x[7, 1300] = np.nan
+    elif special == "inf":
+        x[7, 1300] = np.inf
+    elif special == "all_minus_inf":
+        x[:, 1300] = -np.inf
+    else:
+        x[7, 1300], x[8, 1300] = big, -big
+    f = getattr(fs, kind)
+    with np.errstate(invalid="ignore", over="ignore"):
+        got = f(x, axis=0, temperature=temperature, backend=backend)
+        rows = f(np.ascontiguousarray(x.T), axis=-1, temperature=temperature, backend=backend)
+        np.testing.assert_array_equal(got, rows if kind == "logsumexp" else rows.T)
+        if kind != "logsumexp":
+            y = x.copy()
+            f(y, axis=0, temperature=temperature, out=y, backend=backend)
+            np.testing.assert_array_equal(y, rows.T)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -1,0 +1,146 @@
+// exp(d) for d <= 0: the one exponential of every softmax pass. After the
+// row's max is subtracted no argument is positive, so there is no overflow
+// branch; what remains is the range reduction, a polynomial and the
+// exponent bits.
+//
+// Contract (checked by tests/test_exp.py on every level the CPU runs, and
+// measured by `fastsoftmax accuracy`):
+//   lanes   float or double, any vector width of the level.
+//   range   d in [-inf, 0]. NaN is never passed in (the row passes send NaN
+//           rows to the special-value path first). exp(0) == 1 and
+//           exp(-inf) == +0 exactly; below -104 (float) / -746 (double) the
+//           result is +0, the correctly rounded value.
+//   error   float, every float of [-104, 0] against the double exp: at most
+//             0.8822 ULP with FMA (avx2, avx512), worst at d = FS_EXP_WORST_F32_FMA;
+//             1.1764 ULP without FMA (sse2), worst at d = FS_EXP_WORST_F32.
+//           double, 1.6e7 random points of [-746, 0] and [-1, 0] against a
+//             long double reference: at most 0.945 ULP with FMA (worst seen
+//             at d = FS_EXP_WORST_F64_FMA), 1.226 without (FS_EXP_WORST_F64).
+//           Subnormal results (kSubnormal) are rounded once, never flushed.
+//   cost    float: 2 FMAs for the reduction, 6 for the polynomial, a shift;
+//           double: 2 and 11.
+#pragma once
+
+#include <cstddef>
+#include <iterator>
+#include <utility>
+
+#include "simd.h"
+
+// The measured worst inputs of the contract above.
+#define FS_EXP_WORST_F32_FMA "-0x1.aaf86cp+4 (-26.68565)"
+#define FS_EXP_WORST_F32 "-0x1.1c2ea0p+6 (-71.04553)"
+#define FS_EXP_WORST_F64_FMA "-0x1.0df72d4060cb1p+8 (-269.9655342327415)"
+#define FS_EXP_WORST_F64 "-0x1.2e18962258a50p+5 (-37.76200510819456)"
+
+FS_LEVEL_BEGIN
+
+// d = n ln2 + r with |r| <= ln2/2, exp(r) = 1 + r + r^2 q(r), then 2^n through
+// the exponent bits. The shifter is 1.5 * 2^m + bias (m mantissa bits):
+// adding it rounds d / ln2 to an integer and leaves n + bias, the biased
+// exponent of 2^n, in the low bits of t, so the fast form builds 2^n with
+// one shift. ln2 is split in a high part with few bits, so n * ln2_high is
+// exact. q: float, degree 4 (a Remez fit; 3.8e-9 relative error with the
+// coefficients rounded to float); double, degree 9 (a Chebyshev fit, 1.6e-17).
+template <class T>
+struct ExpConstants;
+
+template <>
+struct ExpConstants<float> {
+    static constexpr float clamp = -104.0f;        // exp(-104) < 2^-150: rounds to +0 below
+    static constexpr float shifter = 12583039.0f;  // 1.5 * 2^23 + 127
+    static constexpr float log2e = 1.44269504088896341f;
+    static constexpr float ln2_high = 0.693359375f;
+    static constexpr float ln2_low = -2.12194440e-4f;
+    static constexpr int mantissa_bits = 23, bias = 127, min_exponent = -126;
+    static constexpr float poly[] = {0x1.6a244ep-10f, 0x1.1239d4p-7f, 0x1.5558f2p-5f,
+                                     0x1.555492p-3f,  0x1.fffffcp-2f, 1.0f, 1.0f};
+};
+
+template <>
+struct ExpConstants<double> {
+    static constexpr double clamp = -746.0;  // exp(-746) < 2^-1075: rounds to +0 below
+    static constexpr double shifter = 6755399441056767.0;  // 1.5 * 2^52 + 1023
+    static constexpr double log2e = 1.4426950408889634074;
+    static constexpr double ln2_high = 6.93145751953125e-1;
+    static constexpr double ln2_low = 1.42860682030941723212e-6;
+    static constexpr int mantissa_bits = 52, bias = 1023, min_exponent = -1022;
+    static constexpr double poly[] = {
+        2.5100375832561234e-08, 2.7620075879983367e-07, 2.7557268480310024e-06,
+        2.4801521322368692e-05, 0.00019841269863040545, 0.0013888888917196719,
+        0.008333333333330065,   0.041666666666624164,   0.16666666666666669,
+        0.5000000000000001,     1.0,                    1.0};
+};
+
+// exp of K vectors in place, every step over the K before the next.
+// kSubnormal = false: the caller knows every d is above normal_exp_limit<T>
+// (no result is subnormal or zero), so the clamp and the two-step scaling go.
+template <class T, bool kSubnormal, int K>
+FS_INLINE void exp_nonpositive_block(typename Simd<T>::Real (&v)[K]) {
+    using S = Simd<T>;
+    using R = typename S::Real;
+    using I = typename S::Ints;
+    using C = ExpConstants<T>;
+    R t[K], n[K], r[K], p[K];
+    if constexpr (kSubnormal) {
+        FS_EACH(k) v[k] = v[k] < C::clamp ? broadcast<R>(C::clamp) : v[k];
+    }
+    FS_EACH(k) t[k] = v[k] * C::log2e + C::shifter;
+    FS_EACH(k) n[k] = t[k] - C::shifter;
+    FS_EACH(k) r[k] = v[k] - n[k] * C::ln2_high;
+    FS_EACH(k) r[k] = r[k] - n[k] * C::ln2_low;
+    FS_EACH(k) p[k] = broadcast<R>(C::poly[0]);
+    const auto horner_step = [&](T c) __attribute__((always_inline)) {
+        FS_EACH(k) p[k] = p[k] * r[k] + c;
+    };
+    [&]<std::size_t... j>(std::index_sequence<j...>) __attribute__((always_inline)) {
+        (horner_step(C::poly[j + 1]), ...);
+    }(std::make_index_sequence<std::size(C::poly) - 1>{});
+    if constexpr (!kSubnormal) {  // every result is normal: 2^n in one shift
+        FS_EACH(k) v[k] = p[k] * __builtin_bit_cast(R, __builtin_bit_cast(I, t[k]) << C::mantissa_bits);
+        return;
+    }
+    // 2^n as two normal powers of two, so a subnormal result is rounded once.
+    using Int = typename S::Int;
+    FS_EACH(k) {
+        const I ni = __builtin_bit_cast(I, t[k]) - __builtin_bit_cast(Int, C::shifter);  // n
+        const I n_low = ni < C::min_exponent ? broadcast<I>(Int(C::min_exponent)) : ni;
+        const I n_high = ni - n_low;
+        const R scale_high = __builtin_bit_cast(R, (n_high + C::bias) << C::mantissa_bits);
+        const R scale_low = __builtin_bit_cast(R, (n_low + C::bias) << C::mantissa_bits);
+        v[k] = (p[k] * scale_high) * scale_low;
+    }
+}
+
+template <class T, bool kSubnormal = true>
+FS_INLINE typename Simd<T>::Real exp_nonpositive(typename Simd<T>::Real d) {
+    typename Simd<T>::Real v[1] = {d};
+    exp_nonpositive_block<T, kSubnormal, 1>(v);
+    return v[0];
+}
+
+// Below this, exp(d) may be subnormal (n < -126 / -1022 after rounding).
+template <class T>
+constexpr T normal_exp_limit = sizeof(T) == 4 ? T(-87.0) : T(-707.0);
+
+// exp of `count` loaded lanes: the fast form only for full vectors of a row
+// known to stay above normal_exp_limit (a partial vector's fill lanes, and
+// masked lanes, hold -inf).
+template <class T, bool kSubnormal>
+FS_INLINE typename Simd<T>::Real exp_of_lanes(typename Simd<T>::Real d, int64_t count) {
+    if (!kSubnormal && count == Simd<T>::lanes) return exp_nonpositive<T, false>(d);
+    return exp_nonpositive<T, true>(d);
+}
+
+// y = exp(d) elementwise over an array, d <= 0 (the contract above). The
+// kernel table exposes it so that its error can be measured from Python.
+template <class T>
+void exp_nonpositive_array(const T* d, T* y, int64_t n) {
+    using Real = typename Simd<T>::Real;
+    Real unused[4];
+    visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) {
+        store(y + i, exp_nonpositive<T>(load(d + i, count, T(0))), count);
+    });
+}
+
+FS_LEVEL_END

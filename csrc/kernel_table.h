@@ -1,0 +1,123 @@
+// The kernel table: the entry points one SIMD level exports. Pure C++, no
+// Python. level_kernels.cpp is compiled once per level and fills one table;
+// dispatch.cpp picks the table of the best level the CPU runs.
+//
+// Contracts common to every entry:
+//   dtypes  float32 (_f32) and float64 (_f64); 16-bit storage goes through
+//           widen/narrow around the float entries.
+//   input   rows contiguous (element stride 1) unless a stride is given;
+//           n >= 1 elements a row; `mask` null (all active) or one byte per
+//           element, non-zero = active. Any values: NaN, +-inf and
+//           subnormals are handled (scipy.special's values for special rows).
+//   output  y may be x itself (same pointer and strides); no other overlap.
+//   error   softmax: |y - ref| <= 4 eps (1 + |d| + log n) ref + tiny per
+//           element, d = (x - max) / T, whatever n (the sums do not lose
+//           digits with length); log_softmax: 4 eps (1 + |ref|) absolute.
+//           Measured margins: README, Accuracy; exp: exp.h.
+//   bits    a row gives the same bits through every entry (rows, short
+//           rows, column sweep, online rows): one summation order.
+//   T       temperature, positive and finite (the Python layer checks it).
+#pragma once
+
+#include <cstdint>
+
+namespace fastsoftmax {
+
+enum class RowOp : int { softmax = 0, log_softmax = 1 };
+
+// Rows of at least online_row_bytes() bytes take the online (two-pass)
+// algorithm, shorter ones the three passes. The default (64 MiB) keeps the
+// three passes wherever the exp, not memory, limits the speed; settable for
+// tests and tuning (defined in dispatch.cpp).
+std::int64_t online_row_bytes();
+void set_online_row_bytes(std::int64_t bytes);
+
+struct RowKernels {
+    const char* level;  // "avx512", "avx2", "avx2_wide", "sse2", "neon", "generic"
+
+    // y = softmax (or log_softmax) of x / temperature along one row.
+    // Passes: a row in cache reads x twice and y once and writes y twice
+    // (softmax) or reads x three times and writes y once (log_softmax); a
+    // row of online_row_bytes() or more reads x twice and writes y once.
+    void (*softmax_row_f32)(const float* x, float* y, const std::uint8_t* mask,
+                            std::int64_t n, double temperature, RowOp op);
+    void (*softmax_row_f64)(const double* x, double* y, const std::uint8_t* mask,
+                            std::int64_t n, double temperature, RowOp op);
+
+    // logsumexp of x / temperature along one row, in double before rounding:
+    // -inf for a row with nothing active, NaN for NaN, the max for an
+    // infinite max. Reads x twice (once for online rows).
+    double (*logsumexp_row_f32)(const float* x, const std::uint8_t* mask, std::int64_t n,
+                                double temperature);
+    double (*logsumexp_row_f64)(const double* x, const std::uint8_t* mask, std::int64_t n,
+                                double temperature);
+
+    // `rows` contiguous rows without a mask, row r at x + r * x_stride (y
+    // likewise): softmax_row on each, except that rows of at most four
+    // vectors are computed a few at a time in registers (one read, one
+    // write; the same bits).
+    void (*softmax_rows_f32)(const float* x, std::int64_t x_stride, float* y,
+                             std::int64_t y_stride, std::int64_t rows, std::int64_t n,
+                             double temperature, RowOp op);
+    void (*softmax_rows_f64)(const double* x, std::int64_t x_stride, double* y,
+                             std::int64_t y_stride, std::int64_t rows, std::int64_t n,
+                             double temperature, RowOp op);
+    // out[r * out_step] = logsumexp of row r, rounded to the row's type.
+    void (*logsumexp_rows_f32)(const float* x, std::int64_t x_stride, float* out,
+                               std::int64_t out_step, std::int64_t rows, std::int64_t n,
+                               double temperature);
+    void (*logsumexp_rows_f64)(const double* x, std::int64_t x_stride, double* out,
+                               std::int64_t out_step, std::int64_t rows, std::int64_t n,
+                               double temperature);
+
+    // Columns: a reduction over a non-last axis, `width` adjacent columns of
+    // n elements, element k of column j at x[k * x_stride + j] (y likewise),
+    // no mask. Each column gets the bits its values give as a row. Passes:
+    // as a row in cache, each pass sweeping whole rows of the tile; state
+    // about 300 bytes per float column. Returns false, having written
+    // nothing, when a column needs the row path (a NaN, an infinite max, a
+    // spread that overflows): the caller runs the tile's columns as rows.
+    bool (*softmax_column_sweep_f32)(const float* x, std::int64_t x_stride, float* y,
+                                     std::int64_t y_stride, std::int64_t width, std::int64_t n,
+                                     double temperature, RowOp op);
+    bool (*softmax_column_sweep_f64)(const double* x, std::int64_t x_stride, double* y,
+                                     std::int64_t y_stride, std::int64_t width, std::int64_t n,
+                                     double temperature, RowOp op);
+    // y[j * y_step] = logsumexp of column j; false as above.
+    bool (*logsumexp_column_sweep_f32)(const float* x, std::int64_t x_stride, float* y,
+                                       std::int64_t y_step, std::int64_t width, std::int64_t n,
+                                       double temperature);
+    bool (*logsumexp_column_sweep_f64)(const double* x, std::int64_t x_stride, double* y,
+                                       std::int64_t y_step, std::int64_t width, std::int64_t n,
+                                       double temperature);
+
+    // exp(d) for d <= 0 elementwise: the exponential of every pass above,
+    // exposed so that its error can be measured. Contract in exp.h.
+    void (*exp_nonpositive_f32)(const float* d, float* y, std::int64_t n);
+    void (*exp_nonpositive_f64)(const double* d, double* y, std::int64_t n);
+
+    // 16-bit storage: a strided row of float16 / bfloat16 bits widened into
+    // contiguous floats (exact), or contiguous floats narrowed into a strided
+    // row (round to nearest even, NaN kept, overflow to inf).
+    void (*widen_f16)(const std::uint16_t* in, std::int64_t stride, float* out, std::int64_t n);
+    void (*narrow_f16)(const float* in, std::uint16_t* out, std::int64_t stride, std::int64_t n);
+    void (*widen_bf16)(const std::uint16_t* in, std::int64_t stride, float* out, std::int64_t n);
+    void (*narrow_bf16)(const float* in, std::uint16_t* out, std::int64_t stride, std::int64_t n);
+};
+
+// The tables compiled into this build, one per level (level_kernels.cpp).
+#define FASTSOFTMAX_DECLARE_LEVEL(name) \
+    namespace name { extern const RowKernels kernels; }
+#if defined(__x86_64__) || defined(_M_X64)
+FASTSOFTMAX_DECLARE_LEVEL(sse2)
+FASTSOFTMAX_DECLARE_LEVEL(avx2)
+FASTSOFTMAX_DECLARE_LEVEL(avx2_wide)
+FASTSOFTMAX_DECLARE_LEVEL(avx512)
+#elif defined(__aarch64__) || defined(_M_ARM64)
+FASTSOFTMAX_DECLARE_LEVEL(neon)
+#else
+FASTSOFTMAX_DECLARE_LEVEL(generic)
+#endif
+#undef FASTSOFTMAX_DECLARE_LEVEL
+
+}  // namespace fastsoftmax

@@ -1,0 +1,112 @@
+// The kernels of one SIMD level: this file is compiled once per level by
+// CMake, with that level's flags (-mavx2 -mfma, -mavx512f ..., nothing for
+// the baseline), FASTSOFTMAX_LEVEL (the namespace, and the name info()
+// reports) and FASTSOFTMAX_VECTOR_BYTES (16, 32 or 64). It includes the
+// kernel headers, one concern each, and fills the level's table
+// (kernel_table.h, where the entry points' contracts are):
+//
+//   simd.h          vector types, tail loads and stores, lane folds
+//   exp.h           exp(d) for d <= 0, with its error contract
+//   sums.h          the summation order and the precision of the sums
+//   row_passes.h    scan, exp and sum, scale / subtract; special and wide rows
+//   online_rows.h   rows too long for the cache: the online normalizer
+//   short_rows.h    rows of at most four vectors, in registers
+//   column_sweep.h  reductions over a non-last axis, no transpose
+//   half.h          float16 / bfloat16 conversion
+#include "column_sweep.h"
+#include "exp.h"
+#include "half.h"
+#include "kernel_table.h"
+#include "online_rows.h"
+#include "row_passes.h"
+#include "short_rows.h"
+
+FS_LEVEL_BEGIN
+
+template <class T>
+bool online_sized(int64_t n) {
+    return n * int64_t(sizeof(T)) >= online_row_bytes();
+}
+
+template <class T>
+void softmax_row(const T* x, T* y, const uint8_t* mask, int64_t n, double temperature,
+                 RowOp op) {
+    if (online_sized<T>(n)) {
+        softmax_row_online(x, y, mask, n, temperature, op);
+    } else {
+        softmax_row_in_cache(x, y, mask, n, temperature, op);
+    }
+}
+
+template <class T>
+double logsumexp_row(const T* x, const uint8_t* mask, int64_t n, double temperature) {
+    if (online_sized<T>(n)) return logsumexp_row_online(x, mask, n, temperature);
+    return logsumexp_row_in_cache(x, mask, n, temperature);
+}
+
+// Short rows a few at a time where n suits them, the others one by one.
+template <class T>
+void softmax_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows, int64_t n,
+                  double temperature, RowOp op) {
+    const auto one_row = [&](int64_t r) {
+        softmax_row(x + r * x_stride, y + r * y_stride, nullptr, n, temperature, op);
+    };
+    const bool done =
+        !online_sized<T>(n) &&
+        (op == RowOp::softmax
+             ? short_rows<ShortOp::softmax>(x, x_stride, y, y_stride, rows, n, temperature,
+                                            static_cast<T*>(nullptr), 0, one_row)
+             : short_rows<ShortOp::log_softmax>(x, x_stride, y, y_stride, rows, n, temperature,
+                                                static_cast<T*>(nullptr), 0, one_row));
+    if (!done) {
+        for (int64_t r = 0; r < rows; ++r) one_row(r);
+    }
+}
+
+template <class T>
+void logsumexp_rows(const T* x, int64_t x_stride, T* out, int64_t out_step, int64_t rows,
+                    int64_t n, double temperature) {
+    const auto one_row = [&](int64_t r) {
+        out[r * out_step] = static_cast<T>(logsumexp_row(x + r * x_stride, nullptr, n, temperature));
+    };
+    const bool done = !online_sized<T>(n) &&
+                      short_rows<ShortOp::logsumexp>(x, x_stride, static_cast<T*>(nullptr), 0,
+                                                     rows, n, temperature, out, out_step, one_row);
+    if (!done) {
+        for (int64_t r = 0; r < rows; ++r) one_row(r);
+    }
+}
+
+FS_LEVEL_END
+
+#define FS_STRINGIFY2(name) #name
+#define FS_STRINGIFY(name) FS_STRINGIFY2(name)
+
+namespace fastsoftmax {
+namespace FASTSOFTMAX_LEVEL {
+
+extern const RowKernels kernels;
+const RowKernels kernels = {
+    .level = FS_STRINGIFY(FASTSOFTMAX_LEVEL),
+    .softmax_row_f32 = &softmax_row<float>,
+    .softmax_row_f64 = &softmax_row<double>,
+    .logsumexp_row_f32 = &logsumexp_row<float>,
+    .logsumexp_row_f64 = &logsumexp_row<double>,
+    .softmax_rows_f32 = &softmax_rows<float>,
+    .softmax_rows_f64 = &softmax_rows<double>,
+    .logsumexp_rows_f32 = &logsumexp_rows<float>,
+    .logsumexp_rows_f64 = &logsumexp_rows<double>,
+    .softmax_column_sweep_f32 = &softmax_column_sweep<float>,
+    .softmax_column_sweep_f64 = &softmax_column_sweep<double>,
+    .logsumexp_column_sweep_f32 = &logsumexp_column_sweep<float>,
+    .logsumexp_column_sweep_f64 = &logsumexp_column_sweep<double>,
+    .exp_nonpositive_f32 = &exp_nonpositive_array<float>,
+    .exp_nonpositive_f64 = &exp_nonpositive_array<double>,
+    .widen_f16 = &widen_row<half_to_float>,
+    .narrow_f16 = &narrow_row<float_to_half>,
+    .widen_bf16 = &widen_row<bfloat_to_float>,
+    .narrow_bf16 = &narrow_row<float_to_bfloat>,
+};
+
+}  // namespace FASTSOFTMAX_LEVEL
+}  // namespace fastsoftmax

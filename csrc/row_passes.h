@@ -1,0 +1,424 @@
+// The passes over one contiguous row of n elements (n >= 1), in cache:
+//
+//   softmax:      scan (max, min, NaN, active count) | exp, store y, sum | scale y
+//   log_softmax:  scan | exp and sum, nothing stored | y = d - log(sum)
+//   logsumexp:    scan | exp and sum, nothing stored
+//
+// with d = (x - max) / temperature, computed as (x - max) * (1 / T) (with
+// T == 1 the multiply is left out, which changes no bit). Rows whose max is
+// NaN, +inf or -inf, or with nothing active, take fill_special_row; rows of
+// finite logits whose spread overflows with T > 1 take the wide_row_* form.
+// x may be y (in place): every element is read before it is written.
+#pragma once
+
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
+#include "exp.h"
+#include "kernel_table.h"
+#include "simd.h"
+#include "sums.h"
+
+FS_LEVEL_BEGIN
+
+template <class T>
+struct RowScan {
+    T max;           // over active elements, NaN ignored
+    T min;           // over active elements, NaN ignored
+    int64_t active;  // elements not masked out
+    bool has_nan;    // an active element is NaN
+};
+
+// scan_row without a mask: accumulators in registers; a partial tail is read
+// as the row's last full vector (lanes seen twice change no max, min or NaN
+// flag), so only rows shorter than a vector take a masked load.
+template <class T>
+RowScan<T> scan_unmasked_row(const T* x, int64_t n) {
+    using S = Simd<T>;
+    using Real = typename S::Real;
+    using Ints = typename S::Ints;
+    constexpr int64_t L = S::lanes;
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    Real max[4], min[4];
+    Ints nan[4];
+    FS_EACH4(k) {
+        max[k] = broadcast<Real>(-inf);
+        min[k] = broadcast<Real>(inf);
+        nan[k] = Ints{};
+    }
+    const auto add = [&](int k, Real high, Real low) FS_INLINE_LAMBDA {
+        max[k] = high > max[k] ? high : max[k];
+        min[k] = low < min[k] ? low : min[k];
+        nan[k] |= high != high;
+    };
+    int64_t i = 0;
+    for (; i + 4 * L <= n; i += 4 * L) {
+        FS_EACH4(k) {
+            const Real v = load(x + i + k * L, L, T(0));
+            add(k, v, v);
+        }
+    }
+    for (; i + L <= n; i += L) {
+        const Real v = load(x + i, L, T(0));
+        add(1, v, v);
+    }
+    if (i < n) {
+        if (n >= L) {
+            const Real v = load(x + n - L, L, T(0));
+            add(2, v, v);
+        } else {
+            const Real v = load_first(x, n);
+            const auto live = lane_indices<Ints>() < typename S::Int(n);
+            add(2, live ? v : broadcast<Real>(-inf), live ? v : broadcast<Real>(inf));
+        }
+    }
+    _Pragma("GCC unroll 4") for (int k = 1; k < 4; ++k) add(0, max[k], min[k]), nan[0] |= nan[k];
+    // NaN lanes never entered: max and min ignore NaN.
+    return {lanes_max(max[0]), lanes_min(min[0]), n, lanes_sum(nan[0]) != 0};
+}
+
+template <class T>
+RowScan<T> scan_row(const T* x, const uint8_t* mask, int64_t n) {
+    if (mask == nullptr) return scan_unmasked_row(x, n);
+    using S = Simd<T>;
+    using Real = typename S::Real;
+    using Ints = typename S::Ints;
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    struct Acc {
+        Real max;
+        Real min;
+        Ints nan;
+        Ints active;  // minus the count: comparisons give -1
+    };
+    Acc acc[4];
+    for (Acc& a : acc) a = {broadcast<Real>(-inf), broadcast<Real>(inf), Ints{}, Ints{}};
+    visit_vectors<T>(0, n, acc, [&](int64_t i, int64_t count, Acc& a) FS_INLINE_LAMBDA {
+        const Ints on = load_mask<T>(mask + i, count);
+        const Real v = load(x + i, count, -inf);
+        const Real high = on ? v : broadcast<Real>(-inf);
+        const Real low = on ? v : broadcast<Real>(inf);
+        a.max = high > a.max ? high : a.max;
+        a.min = low < a.min ? low : a.min;
+        a.nan |= high != high;
+        a.active += on;
+    });
+    for (int k = 1; k < 4; ++k) {  // fold the accumulators, then the lanes
+        acc[0].max = acc[k].max > acc[0].max ? acc[k].max : acc[0].max;
+        acc[0].min = acc[k].min < acc[0].min ? acc[k].min : acc[0].min;
+        acc[0].nan |= acc[k].nan;
+        acc[0].active += acc[k].active;
+    }
+    // NaN lanes never entered: max and min ignore NaN.
+    return {lanes_max(acc[0].max), lanes_min(acc[0].min), -int64_t(lanes_sum(acc[0].active)),
+            lanes_sum(acc[0].nan) != 0};
+}
+
+// Rows whose max is not finite, or with nothing active, take the
+// scipy.special values: NaN for a NaN, +inf or all -inf row, except that
+// log_softmax keeps -inf beside +inf; a row masked out entirely is 0
+// (softmax) or -inf (log_softmax). Masked elements are 0 or -inf.
+template <class T>
+void fill_special_row(const T* x, T* y, const uint8_t* mask, int64_t n, const RowScan<T>& scan,
+                      RowOp op) {
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    constexpr T nan = std::numeric_limits<T>::quiet_NaN();
+    const T masked_value = op == RowOp::softmax ? T(0) : -inf;
+    const bool keeps_minus_inf = op == RowOp::log_softmax && !scan.has_nan && scan.max == inf;
+    for (int64_t i = 0; i < n; ++i) {
+        if (mask != nullptr && mask[i] == 0) {
+            y[i] = masked_value;
+        } else if (keeps_minus_inf) {
+            y[i] = x[i] == inf ? nan : -inf;
+        } else {
+            y[i] = nan;
+        }
+    }
+}
+
+// Every exp((x - max) * scale) of the row is a normal number: rounding is
+// monotonic, so the smallest x gives the smallest d.
+template <class T>
+bool stays_normal(const RowScan<T>& scan, T scale) {
+    return (scan.min - scan.max) * scale >= normal_exp_limit<T>;
+}
+
+template <class T>
+bool is_special(const RowScan<T>& scan) {
+    return scan.active == 0 || scan.has_nan || !std::isfinite(scan.max);
+}
+
+// d = (x - max) * scale; kScaled false (temperature 1) skips the multiply.
+template <bool kScaled, class R, class M, class T>
+FS_INLINE R centred(R v, M max, T scale) {
+    if constexpr (kScaled) return (v - max) * scale;
+    return v - max;
+}
+
+// The flags of a row's exp pass, from run-time values to template
+// arguments: kSubnormal (some exp(d) may be subnormal or zero: the careful
+// exp form) and kScaled. Calls body(bool_constant<kSubnormal>,
+// bool_constant<kScaled>).
+template <class Body>
+FS_INLINE auto with_exp_flags(bool subnormal, bool scaled, const Body& body) {
+    using std::bool_constant;
+    if (subnormal) {
+        return scaled ? body(bool_constant<true>{}, bool_constant<true>{})
+                      : body(bool_constant<true>{}, bool_constant<false>{});
+    }
+    return scaled ? body(bool_constant<false>{}, bool_constant<true>{})
+                  : body(bool_constant<false>{}, bool_constant<false>{});
+}
+
+// Pass 2: the sum of exp(d), d = (x - max) * scale, masked lanes 0, in the
+// order of sums.h. kStore also writes exp(d) to y (softmax); kSplit
+// (log_softmax, logsumexp) counts the elements at the max apart. Full
+// vectors go four at a time through one interleaved exp block; what is left
+// after the last block of four (up to three full vectors and a partial one)
+// goes through one more block, added as visit_vector_blocks adds it.
+template <class T, bool kSubnormal, bool kScaled, bool kStore, bool kSplit, bool kMasked>
+SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale) {
+    using S = Simd<T>;
+    using Real = typename S::Real;
+    using Ints = typename S::Ints;
+    using Doubles = typename S::Doubles;
+    constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+    LaneTotal<Doubles, kCompensatedTotals<T>> totals;
+    Ints at_count{};
+    for (int64_t start = 0; start < n; start += kChunk<T>) {
+        const int64_t stop = start + kChunk<T> < n ? start + kChunk<T> : n;
+        Real acc[4] = {};
+        const auto visit = [&](int64_t i, int64_t count, Real& a) {
+            Real v = load(x + i, count, neg_inf);
+            if constexpr (kMasked) v = load_mask<T>(mask + i, count) ? v : broadcast<Real>(neg_inf);
+            const Real d = centred<kScaled>(v, max, scale);
+            const Real e = kMasked ? exp_nonpositive<T, true>(d)
+                                   : exp_of_lanes<T, kSubnormal>(d, count);
+            if constexpr (kStore) store(y + i, e, count);
+            add_exp<kSplit>(a, at_count, d, e);
+        };
+        const auto block = [&](int64_t i, Real (&a)[4]) {
+            if constexpr (kMasked) {
+                for (int k = 0; k < 4; ++k) visit(i + k * S::lanes, S::lanes, a[k]);
+            } else {  // the four exps interleaved
+                constexpr int K = 4;
+                Real d[K], e[K];
+                FS_EACH(k) d[k] = centred<kScaled>(load(x + i + k * S::lanes, S::lanes, T(0)),
+                                                   max, scale);
+                FS_EACH(k) e[k] = d[k];
+                exp_nonpositive_block<T, kSubnormal, K>(e);
+                FS_EACH(k) {
+                    if constexpr (kStore) store(y + i + k * S::lanes, e[k], S::lanes);
+                    add_exp<kSplit>(a[k], at_count, d[k], e[k]);
+                }
+            }
+        };
+        if constexpr (kMasked) {
+            visit_vector_blocks<T>(start, stop, acc, block, visit);
+        } else {
+            constexpr int64_t L = S::lanes;
+            int64_t i = start;
+            for (; i + 4 * L <= stop; i += 4 * L) block(i, acc);
+            if (i < stop) {
+                // What is left (up to three full vectors and a partial one) as one
+                // interleaved block, added as visit_vector_blocks adds it: full
+                // vectors into acc[0] in order, the partial one into acc[1].
+                constexpr int K = 4;
+                const int64_t left = stop - i;
+                const int64_t full = left / L, tail = left % L;
+                const auto live = lane_indices<Ints>() < typename S::Int(tail);
+                Real d[K], e[K];
+                FS_EACH(k) {
+                    if (k < full) {
+                        d[k] = centred<kScaled>(load(x + i + k * L, L, T(0)), max, scale);
+                        e[k] = d[k];
+                    } else if (k == full && tail > 0) {
+                        d[k] = centred<kScaled>(load_first(x + i + k * L, tail), max, scale);
+                        d[k] = live ? d[k] : broadcast<Real>(neg_inf);
+                        e[k] = live ? d[k] : Real{};
+                    } else {
+                        e[k] = Real{};
+                    }
+                }
+                exp_nonpositive_block<T, kSubnormal, K>(e);
+                FS_EACH(k) {
+                    if (k < full) {
+                        if constexpr (kStore) store(y + i + k * L, e[k], L);
+                        add_exp<kSplit>(acc[0], at_count, d[k], e[k]);
+                    } else if (k == full && tail > 0) {
+                        e[k] = live ? e[k] : Real{};
+                        if constexpr (kStore) store(y + i + k * L, e[k], tail);
+                        add_exp<kSplit>(acc[1], at_count, d[k], e[k]);
+                    }
+                }
+            }
+        }
+        totals.add(__builtin_convertvector((acc[0] + acc[1]) + (acc[2] + acc[3]), Doubles));
+    }
+    const double below = vector_lanes_total<T>(totals.sum, totals.compensation);
+    return {below, kSplit ? double(lanes_sum(at_count)) : 0.0};  // -= true (-1) counts up
+}
+
+// The masked and unmasked loops compiled apart: a run-time mask test in the
+// loop kept the accumulators in memory.
+template <class T, bool kSubnormal, bool kScaled, bool kStore, bool kSplit>
+SplitSum exp_sums(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale) {
+    if (mask != nullptr) {
+        return exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, true>(x, y, mask, n, max,
+                                                                           scale);
+    }
+    return exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, false>(x, y, mask, n, max, scale);
+}
+
+// Pass 2 with the exp form (subnormal: some exp(d) may be below the normal
+// range) and the scale picked at run time.
+template <class T, bool kStore, bool kSplit>
+SplitSum row_exp_sums(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale,
+                      bool subnormal) {
+    return with_exp_flags(subnormal, scale != T(1), [&](auto sub, auto scaled) {
+        return exp_sums<T, decltype(sub)::value, decltype(scaled)::value, kStore, kSplit>(
+            x, y, mask, n, max, scale);
+    });
+}
+
+// softmax pass 3: y *= 1 / sum.
+template <class T>
+void scale_row(T* y, int64_t n, T factor) {
+    using Real = typename Simd<T>::Real;
+    Real unused[4];
+    visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) {
+        store(y + i, load(y + i, count, T(0)) * factor, count);
+    });
+}
+
+// log_softmax's value d - log_sum, d = (x - max) * scale rounded first. Left
+// to itself the compiler fuses the multiply and the subtraction into one
+// FMA where d has no other use and not where it has: one path's values were
+// then 1 ULP off another's.
+template <class R, class M, class T, class Log>
+FS_INLINE R log_softmax_of(R x, M max, T scale, Log log_sum) {
+    R d = (x - max) * scale;
+    opaque(d);
+    return d - log_sum;
+}
+
+// log_softmax pass 3: y = d - log_sum, masked lanes -inf. x may be y.
+template <class T>
+void subtract_row(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale, T log_sum) {
+    using Real = typename Simd<T>::Real;
+    constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+    Real unused[4];
+    visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) {
+        Real v = log_softmax_of(load(x + i, count, T(0)), max, scale, log_sum);
+        if (mask != nullptr) v = load_mask<T>(mask + i, count) ? v : broadcast<Real>(neg_inf);
+        store(y + i, v, count);
+    });
+}
+
+// Finite logits whose spread max - min overflows the type (|x| near its
+// largest value) with T > 1: (x - max) / T would be -inf where the result
+// is finite, so such rows divide first, in double (wide_row_*). With T <= 1
+// the exact d is below -max_value anyway and the fast path's -inf is right.
+template <class T>
+bool needs_wide(const RowScan<T>& scan, double temperature) {
+    return temperature > 1.0 && std::isfinite(scan.min) && !std::isfinite(scan.max - scan.min);
+}
+
+// The wide rows: d = x / T - max / T in double, scalar (such rows are rare).
+template <class T>
+SplitSum wide_row_sums(const T* x, const uint8_t* mask, int64_t n, double top,
+                       double temperature) {
+    CompensatedSum below;
+    double at = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        if (mask != nullptr && mask[i] == 0) continue;
+        const double d = double(x[i]) / temperature - top;
+        if (d == 0.0) {
+            at += 1.0;
+        } else {
+            below.add(std::exp(d));
+        }
+    }
+    return {below.value(), at};
+}
+
+template <class T>
+double wide_row_logsumexp(const T* x, const uint8_t* mask, int64_t n, T max, double temperature) {
+    const double top = double(max) / temperature;
+    return top + log_of_split_sum(wide_row_sums(x, mask, n, top, temperature));
+}
+
+template <class T>
+void wide_row_softmax(const T* x, T* y, const uint8_t* mask, int64_t n, T max,
+                      double temperature, RowOp op) {
+    const double top = double(max) / temperature;
+    const SplitSum sums = wide_row_sums(x, mask, n, top, temperature);
+    const double log_sum = log_of_split_sum(sums);
+    const double inverse = 1.0 / (sums.below_max + sums.at_max);
+    for (int64_t i = 0; i < n; ++i) {
+        const double d = double(x[i]) / temperature - top;
+        const bool on = mask == nullptr || mask[i] != 0;
+        if (op == RowOp::softmax) {
+            y[i] = on ? static_cast<T>(std::exp(d) * inverse) : T(0);
+        } else {
+            y[i] = on ? static_cast<T>(d - log_sum) : -std::numeric_limits<T>::infinity();
+        }
+    }
+}
+
+// The three passes of softmax / log_softmax on a row that stays in cache
+// between them (see the top of this file).
+template <class T>
+void softmax_row_in_cache(const T* x, T* y, const uint8_t* mask, int64_t n, double temperature,
+                          RowOp op) {
+    const RowScan<T> scan = scan_row(x, mask, n);
+    if (is_special(scan)) {
+        fill_special_row(x, y, mask, n, scan, op);
+        return;
+    }
+    if (needs_wide(scan, temperature)) {
+        wide_row_softmax(x, y, mask, n, scan.max, temperature, op);
+        return;
+    }
+    const T scale = static_cast<T>(1.0 / temperature);
+    const bool subnormal = !stays_normal(scan, scale);
+    if (op == RowOp::softmax) {
+        const SplitSum sums =
+            row_exp_sums<T, true, false>(x, y, mask, n, scan.max, scale, subnormal);
+        scale_row(y, n, static_cast<T>(1.0 / (sums.below_max + sums.at_max)));
+    } else {
+        const double log_sum = log_of_split_sum(
+            row_exp_sums<T, false, true>(x, nullptr, mask, n, scan.max, scale, subnormal));
+        subtract_row(x, y, mask, n, scan.max, scale, static_cast<T>(log_sum));
+    }
+}
+
+// logsumexp of a row from its scan (special rows: -inf when nothing is
+// active, NaN, or the infinite max), in double before rounding.
+template <class T>
+bool special_logsumexp(const RowScan<T>& scan, double& result) {
+    if (scan.active == 0) {
+        result = -std::numeric_limits<double>::infinity();
+    } else if (scan.has_nan) {
+        result = std::numeric_limits<double>::quiet_NaN();
+    } else if (!std::isfinite(scan.max)) {
+        result = static_cast<double>(scan.max);  // +inf, or all -inf
+    } else {
+        return false;
+    }
+    return true;
+}
+
+template <class T>
+double logsumexp_row_in_cache(const T* x, const uint8_t* mask, int64_t n, double temperature) {
+    const RowScan<T> scan = scan_row(x, mask, n);
+    double special;
+    if (special_logsumexp(scan, special)) return special;
+    if (needs_wide(scan, temperature)) return wide_row_logsumexp(x, mask, n, scan.max, temperature);
+    const T scale = static_cast<T>(1.0 / temperature);
+    const SplitSum sums = row_exp_sums<T, false, true>(x, nullptr, mask, n, scan.max, scale,
+                                                       !stays_normal(scan, scale));
+    return static_cast<double>(scan.max) / temperature + log_of_split_sum(sums);
+}
+
+FS_LEVEL_END

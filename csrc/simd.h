@@ -1,0 +1,300 @@
+// Vector primitives of one SIMD level: the vector types, loads and stores
+// (masked at a row's tail), lane folds and the block visitor every pass uses.
+//
+// Included only by level_kernels.cpp, which is compiled once per level with
+// FASTSOFTMAX_LEVEL (the namespace) and FASTSOFTMAX_VECTOR_BYTES (16, 32 or
+// 64) defined. The code is written on GCC/Clang vector types of that many
+// bytes, so one source becomes SSE2, AVX2, AVX-512 or NEON code; a width
+// wider than the hardware's (64 bytes built for AVX2) is split by the
+// compiler, which lets an AVX2 machine run the widest path in tests.
+// Everything lives in an anonymous namespace inside the level's namespace:
+// the linker can never hand one level's copy of a helper to another level.
+#pragma once
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <utility>
+
+#ifndef FASTSOFTMAX_LEVEL
+#error "the kernel headers are compiled once per SIMD level with -DFASTSOFTMAX_LEVEL=<name>"
+#endif
+#ifndef FASTSOFTMAX_VECTOR_BYTES
+#error "the kernel headers need -DFASTSOFTMAX_VECTOR_BYTES=<16|32|64>"
+#endif
+
+#define FS_INLINE inline __attribute__((always_inline))
+#define FS_INLINE_LAMBDA __attribute__((always_inline))
+
+// Every step of a block runs over K independent vectors before the next
+// step: a chain of dependent FMAs one vector at a time leaves the FMA units
+// idle where K interleaved chains keep them busy.
+#define FS_EACH(k) _Pragma("GCC unroll 16") for (int k = 0; k < K; ++k)
+#define FS_EACH4(k) _Pragma("GCC unroll 4") for (int k = 0; k < 4; ++k)
+
+#define FS_LEVEL_BEGIN              \
+    namespace fastsoftmax {         \
+    namespace FASTSOFTMAX_LEVEL {   \
+    namespace {
+#define FS_LEVEL_END \
+    }                \
+    }                \
+    }
+
+FS_LEVEL_BEGIN
+
+using std::int64_t;
+using std::uint8_t;
+
+template <class T> struct SameWidthInt;
+template <> struct SameWidthInt<float> { using type = std::int32_t; };
+template <> struct SameWidthInt<double> { using type = std::int64_t; };
+
+constexpr int64_t kVectorBytes = FASTSOFTMAX_VECTOR_BYTES;
+
+// Vector types of one level: Real holds `lanes` values, Ints the same-width
+// integers (comparison results, exponent bits), Bytes one mask byte a lane,
+// Doubles the lanes widened to double (the sums' per-lane totals).
+template <class T>
+struct Simd {
+    using Int = typename SameWidthInt<T>::type;
+    static constexpr int64_t lanes = kVectorBytes / int64_t(sizeof(T));
+    typedef T Real __attribute__((vector_size(kVectorBytes)));
+    typedef Int Ints __attribute__((vector_size(kVectorBytes)));
+    typedef uint8_t Bytes __attribute__((vector_size(lanes)));
+    typedef double Doubles __attribute__((vector_size(lanes * sizeof(double))));
+};
+
+template <class To, class From>
+FS_INLINE To bit_cast_scalar(From value) {
+    static_assert(sizeof(To) == sizeof(From));
+    To result;
+    std::memcpy(&result, &value, sizeof result);
+    return result;
+}
+
+template <class V, class T>
+FS_INLINE V broadcast(T value) {
+    return V{} + value;
+}
+
+// Lane indices 0, 1, ..., lanes - 1.
+template <class I>
+FS_INLINE I lane_indices() {
+    I index{};
+    for (int64_t j = 0; j < int64_t(sizeof(I) / sizeof(index[0])); ++j) index[j] = j;
+    return index;
+}
+
+#if defined(__AVX512F__)
+// piece(k, bits) for each 64-byte piece of a vector (lanes k .. k + 64 bytes)
+// that holds lanes below count; bits has a 1 for each of those lanes.
+template <class T, class Piece>
+FS_INLINE void for_each_masked_piece(int64_t count, const Piece& piece) {
+    constexpr int64_t kPiece = 64 / int64_t(sizeof(T));
+    for (int64_t k = 0; k < Simd<T>::lanes && k < count; k += kPiece) {
+        const int64_t c = count - k < kPiece ? count - k : kPiece;
+        piece(k, static_cast<std::uint16_t>((std::uint32_t(1) << c) - 1));
+    }
+}
+#endif
+
+// Lanes [0, count) of p into a vector whose other lanes are 0; nothing past
+// p[count - 1] is read (the row may end at a page boundary). AVX2 and
+// AVX-512 mask the load; other levels go through a small buffer.
+template <class T>
+FS_INLINE typename Simd<T>::Real load_first(const T* p, int64_t count) {
+    using S = Simd<T>;
+    typename S::Real v{};
+#if defined(__AVX512F__)
+    for_each_masked_piece<T>(count, [&](int64_t k, std::uint16_t bits) FS_INLINE_LAMBDA {
+        if constexpr (sizeof(T) == 4) {
+            const __m512 piece = _mm512_maskz_loadu_ps(bits, p + k);
+            std::memcpy(reinterpret_cast<char*>(&v) + k * sizeof(T), &piece, sizeof piece);
+        } else {
+            const __m512d piece = _mm512_maskz_loadu_pd(static_cast<uint8_t>(bits), p + k);
+            std::memcpy(reinterpret_cast<char*>(&v) + k * sizeof(T), &piece, sizeof piece);
+        }
+    });
+#elif defined(__AVX2__)
+    constexpr int64_t kPiece = 32 / int64_t(sizeof(T));
+    typedef typename SameWidthInt<T>::type Piece __attribute__((vector_size(32)));
+    const Piece index = lane_indices<Piece>();
+    for (int64_t k = 0; k < S::lanes && k < count; k += kPiece) {
+        const Piece on = index < Piece{} + typename SameWidthInt<T>::type(count - k);
+        if constexpr (sizeof(T) == 4) {
+            const __m256 piece = _mm256_maskload_ps(p + k, reinterpret_cast<const __m256i&>(on));
+            std::memcpy(reinterpret_cast<char*>(&v) + k * sizeof(T), &piece, sizeof piece);
+        } else {
+            const __m256d piece = _mm256_maskload_pd(p + k, reinterpret_cast<const __m256i&>(on));
+            std::memcpy(reinterpret_cast<char*>(&v) + k * sizeof(T), &piece, sizeof piece);
+        }
+    }
+#else
+    T buffer[S::lanes] = {};
+    for (int64_t j = 0; j < count; ++j) buffer[j] = p[j];
+    std::memcpy(&v, buffer, sizeof v);
+#endif
+    return v;
+}
+
+// Load `count` (<= lanes) elements; lanes past count hold `fill`, chosen so
+// that they change nothing (-inf for a max or an exp). count == lanes is the
+// main-loop case and folds to one unaligned load.
+template <class T>
+FS_INLINE typename Simd<T>::Real load(const T* p, int64_t count, T fill) {
+    using S = Simd<T>;
+    typename S::Real v;
+    if (count == S::lanes) {
+        std::memcpy(&v, p, sizeof v);
+        return v;
+    }
+    const auto live = lane_indices<typename S::Ints>() < typename S::Int(count);
+    return live ? load_first(p, count) : broadcast<typename S::Real>(fill);
+}
+
+// Store lanes [0, count) of v to p. (A fixed-length loop: a loop of `count`
+// copies becomes a memcpy call.)
+template <class T>
+FS_INLINE void store(T* p, typename Simd<T>::Real v, int64_t count) {
+    using S = Simd<T>;
+    if (count == S::lanes) {
+        std::memcpy(p, &v, sizeof v);
+        return;
+    }
+#if defined(__AVX512F__)
+    for_each_masked_piece<T>(count, [&](int64_t k, std::uint16_t bits) FS_INLINE_LAMBDA {
+        if constexpr (sizeof(T) == 4) {
+            __m512 piece;
+            std::memcpy(&piece, reinterpret_cast<const char*>(&v) + k * sizeof(T), sizeof piece);
+            _mm512_mask_storeu_ps(p + k, bits, piece);
+        } else {
+            __m512d piece;
+            std::memcpy(&piece, reinterpret_cast<const char*>(&v) + k * sizeof(T), sizeof piece);
+            _mm512_mask_storeu_pd(p + k, static_cast<uint8_t>(bits), piece);
+        }
+    });
+#else
+#pragma GCC unroll 16
+    for (int64_t j = 0; j < S::lanes; ++j) {
+        if (j < count) p[j] = v[j];
+    }
+#endif
+}
+
+// Mask bytes as lanes of all ones (active) or zeros; lanes past count are inactive.
+template <class T>
+FS_INLINE typename Simd<T>::Ints load_mask(const uint8_t* p, int64_t count) {
+    using S = Simd<T>;
+    typename S::Bytes bytes;
+    if (count == S::lanes) {
+        std::memcpy(&bytes, p, sizeof bytes);
+    } else {
+        uint8_t buffer[S::lanes];
+        for (int64_t j = 0; j < S::lanes; ++j) buffer[j] = j < count ? p[j] : 0;
+        std::memcpy(&bytes, buffer, sizeof bytes);
+    }
+    const auto widened = __builtin_convertvector(bytes, typename S::Ints);
+    return widened != 0;
+}
+
+template <class V>
+constexpr int64_t lanes_of = int64_t(sizeof(V) / sizeof(V{}[0]));
+
+// op over the lanes of v as a tree: lane j with lane j + lanes/2, then the
+// halves again (log2(lanes) dependent steps instead of lanes - 1).
+template <class V, class Op>
+FS_INLINE auto fold_lanes(V v, const Op& op) {
+    constexpr int64_t L = lanes_of<V>;
+    if constexpr (L == 1) {
+        return v[0];
+    } else {
+        return [&]<std::size_t... j>(std::index_sequence<j...>) __attribute__((always_inline)) {
+            return fold_lanes(op(__builtin_shufflevector(v, v, j...),
+                                 __builtin_shufflevector(v, v, (j + L / 2)...)),
+                              op);
+        }(std::make_index_sequence<std::size_t(L / 2)>{});
+    }
+}
+
+template <class V>
+FS_INLINE auto lanes_sum(V v) {
+    return fold_lanes(v, [](auto a, auto b) { return a + b; });
+}
+
+template <class V>
+FS_INLINE auto lanes_max(V v) {
+    return fold_lanes(v, [](auto a, auto b) { return a > b ? a : b; });
+}
+
+template <class V>
+FS_INLINE auto lanes_min(V v) {
+    return fold_lanes(v, [](auto a, auto b) { return a < b ? a : b; });
+}
+
+// Visit [begin, end) a vector at a time: blocks of four vectors into four
+// independent accumulators (one chain of dependent adds would wait on each
+// add's latency), then single vectors into accumulator 0, then one partial
+// vector into accumulator 1. block(offset, acc) takes four full vectors,
+// vector k into acc[k]; visit(offset, count, accumulator) one vector, count
+// is `lanes` except at the tail. The sums' order is this order.
+template <class T, class Acc, class Block, class Visit>
+FS_INLINE void visit_vector_blocks(int64_t begin, int64_t end, Acc (&acc)[4], const Block& block,
+                                   const Visit& visit) {
+    constexpr int64_t L = Simd<T>::lanes;
+    int64_t i = begin;
+    for (; i + 4 * L <= end; i += 4 * L) block(i, acc);
+    for (; i + L <= end; i += L) visit(i, L, acc[0]);
+    if (i < end) visit(i, end - i, acc[1]);
+}
+
+// The same with the blocks as four single visits (count a compile-time
+// constant there).
+template <class T, class Acc, class Visit>
+FS_INLINE void visit_vectors(int64_t begin, int64_t end, Acc (&acc)[4], const Visit& visit) {
+    constexpr int64_t L = Simd<T>::lanes;
+    visit_vector_blocks<T>(
+        begin, end, acc,
+        [&](int64_t i, Acc (&a)[4]) {
+            visit(i, L, a[0]);
+            visit(i + L, L, a[1]);
+            visit(i + 2 * L, L, a[2]);
+            visit(i + 3 * L, L, a[3]);
+        },
+        visit);
+}
+
+// An empty asm the value must pass through in a register (in memory where
+// the vector is wider than one): the compiler can no longer fuse the
+// operation that made it with the one that uses it.
+template <class R>
+FS_INLINE void opaque(R& v) {
+#if defined(__AVX512F__)
+    constexpr std::size_t kRegisterBytes = 64;
+#elif defined(__AVX__)
+    constexpr std::size_t kRegisterBytes = 32;
+#elif defined(__SSE2__) || defined(__aarch64__)
+    constexpr std::size_t kRegisterBytes = 16;
+#else
+    constexpr std::size_t kRegisterBytes = 0;
+#endif
+#if defined(__x86_64__) || defined(__aarch64__)
+    if constexpr (sizeof(R) <= kRegisterBytes) {
+#if defined(__AVX512F__)
+        __asm__("" : "+v"(v));
+#elif defined(__x86_64__)
+        __asm__("" : "+x"(v));
+#else
+        __asm__("" : "+w"(v));
+#endif
+        return;
+    }
+#endif
+    __asm__("" : "+m"(v));
+}
+
+FS_LEVEL_END

@@ -1,0 +1,125 @@
+// Sums of exp: the order of the additions and the precision they are kept in.
+//
+// A row is summed in chunks of kChunkVectors vectors with four vector
+// accumulators in the row's type, so a lane adds at most four terms before
+// its partial sum moves to a per-lane double total: what a lane can round
+// away is bounded whatever the row's length, so the error does not grow
+// with n. float rows add the partials in plain double (2^-53 per add:
+// nothing at float precision for any row that fits in memory); double rows
+// add them with a TwoSum compensation. The lanes' totals are added at the
+// end (lanes_total). Every path (rows, short rows, the column sweep) adds in
+// this order, so a row gives the same bits whatever its layout.
+//
+// log_softmax and logsumexp count the elements at the max (d == 0, exp
+// exactly 1) apart from the sum of the rest (SplitSum), for
+// log(sum) = log(count) + log1p(rest / count): logsumexp([0, -40]) is then
+// 4.2e-18, not 0.
+#pragma once
+
+#include <cmath>
+#include <utility>
+
+#include "simd.h"
+
+FS_LEVEL_BEGIN
+
+constexpr int64_t kChunkVectors = 16;
+template <class T>
+constexpr int64_t kChunk = kChunkVectors * Simd<T>::lanes;
+
+template <class T>
+constexpr bool kCompensatedTotals = sizeof(T) == 8;
+
+// Sum of doubles with Neumaier's compensation.
+struct CompensatedSum {
+    double sum = 0.0;
+    double compensation = 0.0;
+    FS_INLINE void add(double value) {
+        const double t = sum + value;
+        compensation += std::fabs(sum) >= std::fabs(value) ? (sum - t) + value : (value - t) + sum;
+        sum = t;
+    }
+    FS_INLINE double value() const { return sum + compensation; }
+};
+
+// Running total of one lane's chunk partials (D = double), or of every lane
+// at once (D = a vector of doubles): TwoSum keeps the rounding error of each
+// add when kCompensated (double rows).
+template <class D, bool kCompensated>
+struct LaneTotal {
+    D sum{};
+    D compensation{};
+    FS_INLINE void add(D value) {
+        if constexpr (kCompensated) {
+            const D t = sum + value;
+            const D v = t - sum;
+            compensation += (sum - (t - v)) + (value - v);
+            sum = t;
+        } else {
+            sum += value;
+        }
+    }
+};
+
+constexpr int64_t kMaxLanes = kVectorBytes / 4;
+
+// The row total from the per-lane totals; lane(j) gives (sum, compensation)
+// of lane j. float rows: a tree in fold_lanes' order (the vector form,
+// vector_lanes_total, must give the same bits); double rows: lanes in
+// order, compensated.
+template <bool kCompensated, class Lane>
+FS_INLINE double lanes_total(int64_t lanes, const Lane& lane) {
+    if constexpr (!kCompensated) {
+        double total[kMaxLanes];
+        for (int64_t j = 0; j < lanes; ++j) total[j] = lane(j).first;
+        for (int64_t width = lanes / 2; width >= 1; width /= 2) {
+            for (int64_t j = 0; j < width; ++j) total[j] += total[j + width];
+        }
+        return total[0];
+    } else {
+        CompensatedSum total;
+        for (int64_t j = 0; j < lanes; ++j) {
+            const auto [sum, compensation] = lane(j);
+            total.add(sum);
+            total.add(compensation);
+        }
+        return total.value();
+    }
+}
+
+// lanes_total of per-lane totals held in vectors of doubles.
+template <class T, class D>
+FS_INLINE double vector_lanes_total(const D& sum, const D& compensation) {
+    if constexpr (!kCompensatedTotals<T>) {
+        return lanes_sum(sum);
+    } else {
+        return lanes_total<true>(lanes_of<D>, [&](int64_t j) {
+            return std::pair<double, double>{sum[j], compensation[j]};
+        });
+    }
+}
+
+struct SplitSum {
+    double below_max;  // sum of exp(d) over the elements with d < 0
+    double at_max;     // count of the elements with d == 0 (0 when not split)
+};
+
+// Adds e = exp(d) to a sum accumulator; kSplit: an element at the max
+// (d == 0) is counted in at_count instead (a true comparison is -1).
+template <bool kSplit, class R, class I>
+FS_INLINE void add_exp(R& acc, I& at_count, const R& d, const R& e) {
+    if constexpr (kSplit) {
+        const auto at_max = d == 0;
+        acc += at_max ? R{} : e;
+        at_count -= at_max;
+    } else {
+        acc += e;
+    }
+}
+
+inline double log_of_split_sum(const SplitSum& s) {
+    if (s.at_max == 1.0) return std::log1p(s.below_max);  // one element at the max: the usual row
+    return std::log(s.at_max) + std::log1p(s.below_max / s.at_max);
+}
+
+FS_LEVEL_END
