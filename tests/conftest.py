@@ -1,5 +1,5 @@
 """Shared fixtures: every backend (and every SIMD level of the compiled one),
-the dtypes, and the oracle with the accuracy bounds of SPEC.md."""
+the dtypes, and the oracle with the bounds of README's Accuracy contract."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def oracle(kind: str, x, axis=-1, temperature=1.0, where=None):
 
 
 def assert_matches_oracle(kind: str, y, x, axis=-1, temperature=1.0, where=None):
-    """The accuracy bounds of SPEC.md, elementwise.
+    """The bounds of README's Accuracy contract, elementwise.
 
     softmax: |y - ref| <= 4 eps (1 + |x - max| / T + log n) ref + tiny;
     log_softmax, logsumexp: |y - ref| <= 4 eps (1 + |ref|) + tiny;

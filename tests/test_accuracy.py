@@ -1,4 +1,4 @@
-"""Accuracy against a higher-precision reference (SPEC.md, Accuracy)."""
+"""Accuracy against a higher-precision reference (README, Accuracy contract)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_subnormal_results_are_kept(backend, dtype):
 
 
 def test_exact_values():
-    """Worked values of SPEC.md and scipy gh-18295."""
+    """Worked values of the README and scipy gh-18295."""
     assert np.allclose(fs.softmax([2.0, 1.0, 0.1]), [0.659, 0.242, 0.099], atol=5e-4)
     assert np.allclose(fs.softmax([10.0, 9, 9]), [0.576, 0.212, 0.212], atol=5e-4)
     assert np.allclose(

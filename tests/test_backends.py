@@ -98,7 +98,7 @@ def test_results_do_not_depend_on_threads(backend, kind, axis, shape):
 @pytest.mark.parametrize("kind", ["softmax", "log_softmax", "logsumexp"])
 def test_backends_agree(dtype, kind):
     """numba and numpy against cpp on the same random inputs: each within
-    the SPEC bound of the oracle, and close to each other."""
+    the accuracy bound of the oracle, and close to each other."""
     rng = np.random.default_rng(32)
     cases = [
         random_logits(rng, shape, dtype, scale)

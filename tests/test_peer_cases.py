@@ -1,4 +1,4 @@
-"""Cases taken from peers' test suites and from SPEC.md, run on every backend.
+"""Cases taken from peers' test suites and from the README's contract, run on every backend.
 
 Where the cases come from (translated, not copied):
 
@@ -12,11 +12,12 @@ Where the cases come from (translated, not copied):
   ``test_softmax_double`` (exp(log_softmax) sums to 1), ``test_softmax_cpu`` /
   ``test_log_softmax_cpu`` (float16 / bfloat16) and ``test_softmax_64bit_indexing``
   (identical rows give identical results).
-* SPEC.md: semantics, errors, the Visualizer numbers and the accuracy bounds.
+* README (Semantics, Accuracy contract): semantics, errors, the Visualizer numbers
+  and the accuracy bounds.
 
 Every value is checked against a reference computed independently: scipy.special
 applied to the input converted to float64 (float32/float16/bfloat16 input) or to
-np.longdouble (float64, integer and bool input), with the tolerances of SPEC.md's
+np.longdouble (float64, integer and bool input), with the tolerances of the README's
 accuracy section. SciPy decides the special values (NaN, +-inf) value for value.
 """
 
@@ -72,7 +73,7 @@ def _is_bfloat16(dtype):
 
 
 def _dtypes(dtype):
-    """(computing dtype, result dtype) as SPEC.md states them."""
+    """(computing dtype, result dtype) as the README states them."""
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
         if dtype.itemsize == 2:
@@ -101,7 +102,7 @@ def _high(a, hp):
 
 def _reference(kind, x, axis, temperature=1.0, where=None, keepdims=False):
     """(reference, |x - max| / T, n): scipy on the input in higher precision,
-    with where= applied as SPEC.md says (masked entries ignored, a row with
+    with where= applied as the README says (masked entries ignored, a row with
     nothing left is 0 / -inf / -inf)."""
     x = np.asarray(x)
     compute, _ = _dtypes(x.dtype)
@@ -150,7 +151,7 @@ def assert_spec(
     keepdims=False,
     expected=None,
 ):
-    """``actual`` is ``kind(x, axis, ...)`` within SPEC.md's accuracy bounds.
+    """``actual`` is ``kind(x, axis, ...)`` within the README's accuracy bounds.
 
     softmax:     |y - ref| <= 4 eps (1 + |x - max| / T + log n) ref + tiny
     log_softmax: |y - ref| <= 4 eps (1 + |ref|)
@@ -225,7 +226,7 @@ def assert_spec(
             for i in idx
         ]
         raise AssertionError(
-            f"{context}: {int(bad.sum())} value(s) outside SPEC bound\n" + "\n".join(lines)
+            f"{context}: {int(bad.sum())} value(s) outside the accuracy bound\n" + "\n".join(lines)
         )
 
 
@@ -768,7 +769,7 @@ def test_zero_d_like_scipy(backend, value):
 
 
 # ---------------------------------------------------------------------------
-# Size-0 arrays (SPEC: size-0 in, size-0 out; logsumexp over nothing is -inf)
+# Size-0 arrays (README: size-0 in, size-0 out; logsumexp over nothing is -inf)
 # ---------------------------------------------------------------------------
 
 EMPTY_CASES = [
@@ -1099,7 +1100,7 @@ def test_where_with_temperature_and_out(backend):
 
 
 # ---------------------------------------------------------------------------
-# temperature and the Softmax Visualizer numbers (SPEC.md)
+# temperature and the Softmax Visualizer numbers (README)
 # ---------------------------------------------------------------------------
 
 VISUALIZER = [
@@ -1236,7 +1237,7 @@ def test_bfloat16(backend):
 @pytest.mark.parametrize("low", ["float16", "bfloat16"])
 def test_torch_low_precision_cpu(backend, low):
     # torch test_softmax_cpu / test_log_softmax_cpu: rand(200, 200) in a low
-    # precision dtype against float32 (atol 1e-3 / 0.1), plus SPEC's own bound
+    # precision dtype against float32 (atol 1e-3 / 0.1), plus the README's own bound
     if low == "bfloat16":
         if ml_dtypes is None:
             pytest.skip("ml_dtypes not installed")
@@ -1369,7 +1370,7 @@ def test_out_strided_and_returned(backend):
 
 
 def test_out_partial_overlap(backend):
-    # SPEC: a partial overlap is handled correctly or refused, never silently wrong
+    # README: a partial overlap is handled correctly or refused, never silently wrong
     def one(kind, axis, shift):
         buf = _seeded(54).normal(size=(6, 7))
         x = buf[:4]
@@ -1481,7 +1482,7 @@ _LONG_ROWS = {
 
 @pytest.mark.parametrize("n", sorted(_LONG_ROWS), ids=lambda n: f"n={n}")
 def test_long_float32_row(backend, n):
-    # SPEC: the error does not grow with the row length (4M float32 as exact as 1000)
+    # README: the error does not grow with the row length (4M float32 as exact as 1000)
     x = _LONG_ROWS[n]
     kinds = FUNCS if n < 10_000 else ("softmax", "logsumexp")
     for kind in kinds:

@@ -446,7 +446,9 @@ def test_viz_command_serves_and_stops_on_ctrl_c():
     try:
         line = process.stdout.readline()
         match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-        assert match, line + process.stderr.read()
+        if not match:  # stop the server first: its stderr stays open while it runs
+            process.kill()
+            pytest.fail(f"no address in {line!r}; stderr: {process.communicate()[1]}")
         port = int(match.group(1))
         connection = http.client.HTTPConnection(LOOPBACK, port, timeout=20)
         connection.request("GET", "/api/softmax?logits=10,9,9&curve=0")

@@ -54,8 +54,8 @@ _needs_wide, _wide_row                   wide rows (needs_wide,
                                          wide_row_softmax / _logsumexp)
 _fill_special_row                        special rows (fill_special_row)
 _softmax_row, _logsumexp_row             one row (softmax_row, logsumexp_row)
-_softmax_tiles, _logsumexp_tiles,        column sweep (softmax_columns,
-_tile_log_sums, _tile_by_rows            logsumexp_columns, sweep_*)
+_softmax_tiles, _logsumexp_tiles,        column sweep (softmax_column_sweep,
+_tile_log_sums, _tile_by_rows            logsumexp_column_sweep)
 _exp_nonpositive_array                   exp_nonpositive_array
 (none)                                   online rows, short rows
 =======================================  =====================================
