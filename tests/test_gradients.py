@@ -14,7 +14,7 @@ from fastsoftmax import _gradients
 try:
     from numpy.exceptions import AxisError
 except ImportError:  # pragma: no cover
-    AxisError = AxisError
+    AxisError = np.AxisError  # noqa: NPY201
 
 FORWARD = {"softmax": fs.softmax, "log_softmax": fs.log_softmax}
 BACKWARD = {"softmax": fs.softmax_grad, "log_softmax": fs.log_softmax_grad}

@@ -17,7 +17,7 @@ from fastsoftmax import _losses
 try:
     from numpy.exceptions import AxisError
 except ImportError:  # pragma: no cover
-    AxisError = AxisError
+    AxisError = np.AxisError  # noqa: NPY201
 
 INF, NAN = np.inf, np.nan
 SPEC_LOGITS = [[2.0, 1.0, 0.1], [0.5, 2.5, -1.0]]
