@@ -18,11 +18,11 @@ from . import _reference
 PREFERENCE = ("cpp", "numba", "numpy")
 
 _modules: dict[str, ModuleType] = {"numpy": _reference}
-# softmax along the last axis of a C-contiguous array, when the default
-# backend is compiled: (x, axis, log, out) -> the result or None (see _api._try_plain)
-plain_kernel = None
-# logsumexp over the last axis likewise: (x, axis) -> new array or None
-plain_logsumexp = None
+# The compiled backend once loaded, for the common call in one step: its
+# softmax_last_axis(x, axis, log, out) and logsumexp_last_axis(x, axis) return
+# the result, or None for arrays they do not take (see
+# _validation.one_step_backend for the arguments that may try them).
+one_step: ModuleType | None = None
 _errors: dict[str, str] = {}
 _num_threads = 1
 
@@ -31,11 +31,9 @@ def _load_cpp() -> None:
     if os.environ.get("FASTSOFTMAX_DISABLE_EXTENSION"):
         _errors["cpp"] = "disabled by FASTSOFTMAX_DISABLE_EXTENSION"
         return
-    global plain_kernel, plain_logsumexp
+    global one_step
     try:
-        _modules["cpp"] = importlib.import_module("fastsoftmax._cpp_backend")
-        plain_kernel = _modules["cpp"].softmax_last_axis
-        plain_logsumexp = _modules["cpp"].logsumexp_last_axis
+        _modules["cpp"] = one_step = importlib.import_module("fastsoftmax._cpp_backend")
     except ImportError as error:
         _errors["cpp"] = f"the compiled extension did not import: {error}"
 

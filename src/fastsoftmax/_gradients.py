@@ -30,10 +30,10 @@ import string
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from . import _api, _backends, _layout
-
-Axis = _api.Axis
+from . import _backends, _layout
+from ._validation import Axis, check_out, check_where, dtypes_for, is_same_view, reduction_axes
 
 # Elements per buffer of the elementwise pass (4 operands of float64: 1 MiB);
 # also the size under which an input is computed on plain temporaries.
@@ -44,11 +44,11 @@ _FUSED_BLOCK = 1 << 17
 
 
 def softmax_grad(
-    y: Any,
-    grad: Any,
+    y: ArrayLike,
+    grad: ArrayLike,
     axis: Axis = -1,
     *,
-    where: Any = None,
+    where: ArrayLike | None = None,
     out: np.ndarray | None = None,
     backend: str | None = None,
 ) -> Any:
@@ -79,11 +79,11 @@ def softmax_grad(
 
 
 def log_softmax_grad(
-    y: Any,
-    grad: Any,
+    y: ArrayLike,
+    grad: ArrayLike,
     axis: Axis = -1,
     *,
-    where: Any = None,
+    where: ArrayLike | None = None,
     out: np.ndarray | None = None,
     backend: str | None = None,
 ) -> Any:
@@ -108,26 +108,23 @@ def _backward(
 ) -> Any:
     impl = _backends.get(backend)
     ya, gy = np.asarray(y), np.asarray(grad)
-    _api._dtypes(ya.dtype)  # TypeError for complex, object, ...
-    _api._dtypes(gy.dtype)
+    dtypes_for(ya.dtype)  # TypeError for complex, object, ...
+    dtypes_for(gy.dtype)
     if ya.shape != gy.shape:
         raise ValueError(f"y has shape {ya.shape} but grad has shape {gy.shape}; they must match")
     try:
         joint = ya.dtype if ya.dtype == gy.dtype else np.promote_types(ya.dtype, gy.dtype)
     except TypeError:
         raise TypeError(f"y ({ya.dtype}) and grad ({gy.dtype}) have no common dtype") from None
-    compute, result_dtype = _api._dtypes(joint)
+    compute, result_dtype = dtypes_for(joint)
 
     scalar_input = ya.ndim == 0
+    axes = reduction_axes(axis, ya.ndim)
     if scalar_input:
-        if axis not in (None, -1, 0, ()):
-            raise _api.AxisError(axis, 0)
-        ya, gy, axes = ya.reshape(1), gy.reshape(1), (0,)
-    else:
-        axes = _api._normalize_axis(axis, ya.ndim)
-    mask = _api._check_where(where, ya.shape)
+        ya, gy = ya.reshape(1), gy.reshape(1)
+    mask = check_where(where, ya.shape)
     if out is not None:
-        result = _api._check_out(out, () if scalar_input else ya.shape, result_dtype)
+        result = check_out(out, () if scalar_input else ya.shape, result_dtype)
     else:
         result = np.empty(() if scalar_input else ya.shape, dtype=result_dtype)
     result_view = result.reshape(ya.shape)
@@ -208,7 +205,7 @@ def _fused_rows(
     ):
         return False
     for a in (y, g):
-        if np.may_share_memory(a, result) and not _api._is_same_view(a, result):
+        if np.may_share_memory(a, result) and not is_same_view(a, result):
             return False
     views = _layout.rows3([y, g, result], axis)
     if views is None:

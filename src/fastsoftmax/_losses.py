@@ -28,8 +28,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from . import _api, _backends, _layout
+from . import _backends, _layout
+from ._validation import (
+    as_input,
+    check_temperature,
+    check_where,
+    compute_dtype_for,
+    for_kernel,
+    normalize_axis,
+    one_step_backend,
+    run_rows,
+)
 
 
 class SoftmaxAppliedTwiceWarning(UserWarning):
@@ -59,14 +70,14 @@ _BLOCK_ELEMENTS = 1 << 17
 
 
 def cross_entropy(
-    logits: Any,
-    target: Any,
+    logits: ArrayLike,
+    target: ArrayLike,
     *,
     axis: int = -1,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     temperature: float = 1.0,
-    where: Any = None,
+    where: ArrayLike | None = None,
     ignore_index: int = -100,
     check_probabilities: bool = True,
     backend: str | None = None,
@@ -119,18 +130,18 @@ def cross_entropy(
     +inf; a probability of 0 contributes 0 whatever its logit.
     """
     impl = _backends.get(backend)
-    arr, compute, result_dtype = _api._as_input(logits)
+    arr, compute, result_dtype = as_input(logits)
     if arr.ndim == 0:
         raise ValueError("logits must have at least one axis (the classes)")
     if axis is None or isinstance(axis, tuple):
         raise TypeError(f"axis must be an int (the class axis), got {axis!r}")
-    (ax,) = _api._normalize_axis(axis, arr.ndim)
+    (ax,) = normalize_axis(axis, arr.ndim)
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {', '.join(map(repr, _REDUCTIONS))}")
     eps = _check_smoothing(label_smoothing)
-    t = _api._check_temperature(temperature)
-    compute = _api._compute_for(compute, t)
-    mask = _api._check_where(where, arr.shape)
+    t = check_temperature(temperature)
+    compute = compute_dtype_for(compute, t)
+    mask = check_where(where, arr.shape)
     ignore = operator.index(ignore_index)
 
     tgt = np.asarray(target)
@@ -152,7 +163,7 @@ def cross_entropy(
             f"target must be integer class indices or float probabilities, not dtype {tgt.dtype}"
         )
 
-    xc = arr if _api._well_behaved(arr, compute) else arr.astype(compute)
+    xc = for_kernel(arr, compute)
     if check_probabilities and _looks_like_probabilities(xc, mask, ax, _tolerance(arr.dtype)):
         warnings.warn(
             "cross_entropy: every sampled row of the logits is non-negative and sums to 1; "
@@ -209,14 +220,17 @@ def _logsumexp_kept(
     """logsumexp(x / T) along ``ax`` by the backend's fused pass, ``ax`` kept (length 1)."""
     kept = list(xc.shape)
     kept[ax] = 1
-    lse = np.empty(kept, dtype=xc.dtype)
     if xc.size == 0:
-        lse[...] = -np.inf
-    elif mask is None and ax == xc.ndim - 1 and xc.flags.c_contiguous:
-        # The common call, without _run's layout search: rows of a C array.
-        impl.logsumexp_rows(xc.reshape(-1, 1, xc.shape[-1]), lse.reshape(-1, 1), None, t)
-    else:
-        _api._run(impl, xc, lse, mask, ax, t, None)
+        return np.full(kept, -np.inf, dtype=xc.dtype)
+    # The compiled backend takes the common call in one step (by its name:
+    # the rule is that of the public functions).
+    compiled = one_step_backend(ax, t, mask, impl.name)
+    if compiled is not None:
+        plain: np.ndarray | None = compiled.logsumexp_last_axis(xc, ax)
+        if plain is not None:
+            return np.expand_dims(plain, ax)
+    lse = np.empty(kept, dtype=xc.dtype)
+    run_rows(impl, xc, lse, mask, ax, t, None)
     return lse
 
 
