@@ -80,18 +80,6 @@ def _softmax_like(
     return result
 
 
-def _try_plain(
-    x: Any, axis: Axis, temperature: Any, where: Any, out: Any, backend: Any, log: bool
-) -> np.ndarray | None:
-    """The common call in one step, or None (take the general path). The
-    compiled kernel also takes ``out=``, when it is x itself or apart from it."""
-    compiled = one_step_backend(axis, temperature, where, backend)
-    if compiled is None:
-        return None
-    result: np.ndarray | None = compiled.softmax_last_axis(x, axis, log, out)
-    return result
-
-
 def softmax(
     x: ArrayLike,
     axis: Axis = -1,
@@ -126,9 +114,11 @@ def softmax(
     -------
     ndarray of the input's shape; a NumPy scalar for 0-d input.
     """
-    plain = _try_plain(x, axis, temperature, where, out, backend, False)
-    if plain is not None:
-        return plain
+    compiled = one_step_backend(axis, temperature, where, backend)
+    if compiled is not None:  # the common call in one step (None: not that case)
+        result = compiled.softmax_last_axis(x, axis, False, out)
+        if result is not None:
+            return result
     return _softmax_like(x, axis, temperature, where, out, backend, log=False)
 
 
@@ -144,9 +134,11 @@ def log_softmax(
     """``log(softmax(x / temperature))`` along ``axis``, computed without the
     cancellation of taking the log of a probability. Masked entries (and rows
     masked out entirely) are -inf. Parameters as in :func:`softmax`."""
-    plain = _try_plain(x, axis, temperature, where, out, backend, True)
-    if plain is not None:
-        return plain
+    compiled = one_step_backend(axis, temperature, where, backend)
+    if compiled is not None:  # the common call in one step (None: not that case)
+        result = compiled.softmax_last_axis(x, axis, True, out)
+        if result is not None:
+            return result
     return _softmax_like(x, axis, temperature, where, out, backend, log=True)
 
 
