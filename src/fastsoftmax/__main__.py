@@ -184,6 +184,21 @@ def _accuracy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_saved_run_options(parser: argparse.ArgumentParser, show_help: str, page: str) -> None:
+    """--show, --markdown and --output: the options that render saved runs."""
+    parser.add_argument("--show", nargs="+", metavar="PATH", help=show_help)
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print markdown tables (with --show: the whole page of the saved runs)",
+    )
+    parser.add_argument(
+        "--output",
+        metavar="PATH.md",
+        help=f"with --show: write the markdown page of the saved runs (docs/{page}.md)",
+    )
+
+
 def _add_bench(commands: argparse._SubParsersAction) -> None:
     from ._bench import FUNCTIONS
 
@@ -239,21 +254,8 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
         metavar=("A.json", "B.json"),
         help="show two saved runs side by side (measures nothing)",
     )
-    parser.add_argument(
-        "--show",
-        nargs="+",
-        metavar="PATH",
-        help="print saved runs again (with --plot: redraw the plot of one run)",
-    )
-    parser.add_argument(
-        "--markdown",
-        action="store_true",
-        help="print markdown tables (with --show: the whole page of the saved runs)",
-    )
-    parser.add_argument(
-        "--output",
-        metavar="PATH.md",
-        help="with --show: write the markdown page of the saved runs (docs/benchmarks.md)",
+    _add_saved_run_options(
+        parser, "print saved runs again (with --plot: redraw the plot of one run)", "benchmarks"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the process to CPUs")
@@ -290,17 +292,7 @@ def _add_accuracy(commands: argparse._SubParsersAction) -> None:
         help="comma-separated, from: cpp, numba, numpy, scipy, torch, jax (default: all available)",
     )
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    parser.add_argument("--show", nargs="+", metavar="PATH", help="print saved runs again")
-    parser.add_argument(
-        "--markdown",
-        action="store_true",
-        help="print markdown tables (with --show: the whole page of the saved runs)",
-    )
-    parser.add_argument(
-        "--output",
-        metavar="PATH.md",
-        help="with --show: write the markdown page of the saved runs (docs/accuracy.md)",
-    )
+    _add_saved_run_options(parser, "print saved runs again", "accuracy")
     parser.add_argument("--no-progress", action="store_true", help="no progress lines")
     parser.set_defaults(run=_accuracy)
 
