@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -277,3 +278,136 @@ def test_readme_shows_the_pages_summaries_and_commands(page, schema):
     assert summary, f"{page} has no Summary section"
     assert summary.group(1) in readme, f"README does not show the Summary of {page}"
     assert shlex.join(_page_command(page)) in readme
+
+
+# --------------------------------------------------------------------------------------
+# ONNX Runtime as a peer: session.run (onnxruntime) and IOBinding (onnxruntime-io)
+
+ORT = list(_bench.ORT_PEERS)
+
+
+def _ort_contenders() -> list[_bench.Contender]:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    contenders, missing = _bench.load_contenders(ORT)
+    assert not missing
+    assert [c.name for c in contenders] == ORT
+    return contenders
+
+
+@pytest.mark.parametrize("function", _bench.FUNCTIONS)
+def test_onnxruntime_contenders_pass_the_check(function):
+    import onnxruntime
+
+    contenders = _ort_contenders()
+    for contender in contenders:
+        assert contender.kind == "peer" and contender.version == onnxruntime.__version__
+    for dtype in ("float32", "float64"):
+        for axis in (-1, 0):
+            case = _bench.Case(function, dtype, (6, 37), axis)
+            x = case.make_input()
+            expected = _bench.reference(case, x)
+            for contender in contenders:
+                call = contender.prepare(case, x)
+                result = contender.to_numpy(call())
+                assert result.dtype == np.dtype(dtype), (contender.name, case.label)
+                _bench.check(case, result, expected, "peer")
+                # Held to our backends' tolerance too: the model computes what is asked
+                # (a wrong axis or keepdims fails here, not only a broken kernel).
+                _bench.check(case, result, expected, "backend")
+            io = contenders[1]
+            call = io.prepare(case, x)
+            out = io.to_numpy(call())
+            out[...] = np.nan
+            assert io.to_numpy(call()) is out  # the preallocated array, written again
+            _bench.check(case, out, expected, "peer")
+
+
+def test_onnxruntime_sessions_get_the_bench_thread_count(monkeypatch):
+    import onnxruntime
+
+    contenders = _ort_contenders()
+    created = []
+    session_class = onnxruntime.InferenceSession
+
+    def recording(model, options, providers):
+        created.append((options.intra_op_num_threads, options.inter_op_num_threads, providers))
+        return session_class(model, options, providers=providers)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", recording)
+    case = _bench.Case("softmax", "float32", (2, 5))
+    x = case.make_input()
+    previous = _bench._set_peer_threads(contenders, 3)
+    for contender in contenders:
+        contender.prepare(case, x)
+    _bench._restore_peer_threads(previous)
+    for contender in contenders:
+        contender.prepare(case, x)  # unset: fastsoftmax's count, which the bench sets too
+    default = fs.get_num_threads()
+    cpu = ["CPUExecutionProvider"]
+    assert created == [(3, 3, cpu)] * 2 + [(default, default, cpu)] * 2
+
+
+def test_a_quick_run_times_both_onnxruntime_contenders(tmp_path, capsys):
+    import onnxruntime
+
+    _ort_contenders()
+    path = tmp_path / "ort.json"
+    argv = [
+        "bench",
+        "--function",
+        "all",
+        "--case",
+        "float32 1x3",
+        "--only",
+        "numpy," + ",".join(ORT),
+    ]
+    assert main([*argv, "--json", str(path), *TINY]) == 0
+    out = capsys.readouterr().out
+    assert f"onnxruntime {onnxruntime.__version__}" in out
+    document = json.loads(path.read_text())
+    assert document["versions"]["onnxruntime"] == onnxruntime.__version__
+    assert document["settings"]["implementations"] == ["numpy", *ORT]
+    assert [c["function"] for c in document["cases"]] == list(_bench.FUNCTIONS)
+    for case in document["cases"]:
+        by = {r["implementation"]: r for r in case["results"]}
+        for name in ORT:
+            assert "error" not in by[name], by[name]
+            assert len(by[name]["samples"]) == 3
+    rows = [line.split() for line in out.splitlines()]
+    for name in ORT:
+        timed = [r for r in rows if r[:2] == [name, "(peer)"] and r[2] != "failed"]
+        assert len(timed) == len(_bench.FUNCTIONS), name
+
+
+def test_a_missing_onnxruntime_is_reported_not_an_error(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    contenders, missing = _bench.load_contenders(["numpy", *ORT])
+    assert [c.name for c in contenders] == ["numpy"]
+    assert set(missing) == set(ORT)
+    for reason in missing.values():
+        assert reason.startswith("not installed (ModuleNotFoundError") and "onnxruntime" in reason
+    assert main(["bench", "--case", "float32 1x3", "--only", "numpy,onnxruntime", *TINY]) == 0
+    assert "not measured: onnxruntime (not installed" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(
+    platform.machine().lower() not in ("x86_64", "amd64") or not os.path.exists("/proc/cpuinfo"),
+    reason="family and model numbers: x86 Linux",
+)
+def test_machine_info_names_cpu_family_and_model(tmp_path, capsys):
+    text = Path("/proc/cpuinfo").read_text()
+    family = int(re.search(r"^cpu family\s*:\s*(\d+)", text, re.M).group(1))
+    model = int(re.search(r"^model\s*:\s*(\d+)", text, re.M).group(1))
+    machine = _bench.machine_info()
+    assert (machine["cpu_family"], machine["cpu_model"]) == (family, model)
+    named = f"{machine['cpu']} (family {family}, model {model}, "
+    assert _bench.cpu_text(machine).startswith(named)
+    # In the header of a run, plain and markdown, with the SIMD level it ran.
+    for extra in ((), ("--markdown",)):
+        _bench_json(tmp_path, "run.json", *extra)
+        header = capsys.readouterr().out.split("\n\n")[0]
+        assert named in header and f"SIMD {fs.info()['simd_level']}" in header
+    # A run saved before these fields renders as it did.
+    old = {k: v for k, v in machine.items() if k not in ("cpu_family", "cpu_model")}
+    assert "family" not in _bench.cpu_text(old)

@@ -204,8 +204,10 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
 
     parser = commands.add_parser(
         "bench",
-        help="time every backend and installed peer (scipy, torch, jax) on the standard cases",
-        description="Time softmax on every backend and installed peer (scipy, PyTorch, JAX), "
+        help="time every backend and installed peer (scipy, torch, jax, onnxruntime) on the "
+        "standard cases",
+        description="Time softmax on every backend and installed peer (scipy, PyTorch, JAX, "
+        "ONNX Runtime), "
         "interleaved in one run, and print time per call, GB/s, the fraction of this "
         "machine's copy bandwidth, and the speedup over the NumPy reference.",
     )
@@ -215,7 +217,8 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="threads for fastsoftmax and PyTorch; the process is pinned to N CPUs (default 1)",
+        help="threads for fastsoftmax, PyTorch and ONNX Runtime; the process is pinned to N "
+        "CPUs (default 1)",
     )
     parser.add_argument(
         "--dtype",
@@ -231,8 +234,8 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--only",
         metavar="NAMES",
-        help="comma-separated, from: cpp, cpp-out, numba, numpy, scipy, torch, jax "
-        "(default: all available)",
+        help="comma-separated, from: cpp, cpp-out, numba, numpy, scipy, torch, jax, "
+        "onnxruntime, onnxruntime-io (default: all available)",
     )
     parser.add_argument(
         "--case",

@@ -1,9 +1,9 @@
 """Benchmarks: ``fastsoftmax bench`` and the cases of the pytest-benchmark suite in ``bench/``.
 
-Every implementation (our backends, and scipy, PyTorch and JAX where installed) is
-timed on the same input, in turn, in the same run: one repetition times each of
-them once, in an order rotated from repetition to repetition, so a slow spell of a
-shared machine falls on all of them alike. Each timing is the mean of enough calls
+Every implementation (our backends, and scipy, PyTorch, JAX and ONNX Runtime where
+installed) is timed on the same input, in turn, in the same run: one repetition times
+each of them once, in an order rotated from repetition to repetition, so a slow spell
+of a shared machine falls on all of them alike. Each timing is the mean of enough calls
 to last ``min_sample_time``; the table shows the median over repetitions, after a
 warm-up, with half the interquartile range as the spread.
 
@@ -26,6 +26,7 @@ import os
 import platform
 import sys
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -38,6 +39,10 @@ BACKENDS = ("cpp", "numba", "numpy")
 # a fresh output array (page faults and zeroing of new memory, large for big outputs).
 CPP_OUT = "cpp-out"
 PEERS = ("scipy", "torch", "jax")
+# ONNX Runtime: session.run (a fresh output per call), and run_with_iobinding into a
+# preallocated output. Kept out of PEERS, which `fastsoftmax accuracy` shares.
+ORT_PEERS = ("onnxruntime", "onnxruntime-io")
+BENCH_PEERS = (*PEERS, *ORT_PEERS)
 COPY = "copy"
 SCHEMA = "fastsoftmax-bench/1"
 
@@ -153,6 +158,9 @@ class Contender:
     prepare: Callable[[Case, np.ndarray], Callable[[], Any]]
     to_numpy: Callable[[Any], np.ndarray] = np.asarray
     version: str = ""
+    # For a peer whose thread count is fixed when the call is prepared (ONNX Runtime's
+    # session): sets the count later prepares use, and returns the previous one.
+    set_threads: Callable[[int | None], int | None] | None = None
 
 
 def _backend_options(name: str) -> dict[str, str]:
@@ -243,7 +251,100 @@ def _jax_contender() -> Contender:
     return Contender("jax", "peer", prepare, version=jax.__version__)
 
 
-_PEER_LOADERS = {"scipy": _scipy_contender, "torch": _torch_contender, "jax": _jax_contender}
+ONNX_OPSET = 18
+
+
+def onnx_model(case: Case) -> Any:
+    """``case.function`` over ``case.axis`` as an ONNX model (opset 18) of one node, in
+    memory: Softmax, LogSoftmax, or ReduceLogSumExp with keepdims=0."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    element = helper.np_dtype_to_tensor_dtype(np.dtype(case.dtype))
+    axis = case.axis
+    initializers = []
+    if case.function == "logsumexp":
+        initializers.append(numpy_helper.from_array(np.array([axis], dtype=np.int64), "axes"))
+        node = helper.make_node("ReduceLogSumExp", ["x", "axes"], ["y"], keepdims=0)
+        out_shape = [n for i, n in enumerate(case.shape) if i != axis % len(case.shape)]
+    else:
+        op = {"softmax": "Softmax", "log_softmax": "LogSoftmax"}[case.function]
+        node = helper.make_node(op, ["x"], ["y"], axis=axis)
+        out_shape = list(case.shape)
+    graph = helper.make_graph(
+        [node],
+        case.function,
+        [helper.make_tensor_value_info("x", element, list(case.shape))],
+        [helper.make_tensor_value_info("y", element, out_shape)],
+        initializer=initializers,
+    )
+    opset = helper.make_opsetid("", ONNX_OPSET)
+    model = helper.make_model(graph, opset_imports=[opset])
+    # The oldest IR version that has opset 18 (8), not onnx's newest: every
+    # onnxruntime that runs opset 18 accepts it.
+    model.ir_version = min(onnx.IR_VERSION, helper.find_min_ir_version_for([opset], True))
+    return model
+
+
+def _onnxruntime_contender(io_binding: bool = False) -> Contender:
+    import onnx  # noqa: F401  (reported as not installed without it)
+    import onnxruntime as ort
+
+    import fastsoftmax as fs
+
+    threads: dict[str, int | None] = {"n": None}
+    last_output: list[weakref.ref[np.ndarray]] = []  # the prepared call holds the array
+
+    def set_threads(n: int | None) -> int | None:
+        previous, threads["n"] = threads["n"], n
+        return previous
+
+    def prepare(case: Case, x: np.ndarray) -> Callable[[], Any]:
+        options = ort.SessionOptions()
+        # The bench's thread count (thread_setting sets fastsoftmax's to it too);
+        # ONNX Runtime's can only be set when the session is created.
+        n = threads["n"] or fs.get_num_threads()
+        options.intra_op_num_threads = n
+        options.inter_op_num_threads = n
+        session = ort.InferenceSession(
+            onnx_model(case).SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+        if not io_binding:
+            run, feed = session.run, {"x": x}
+            return lambda: run(None, feed)
+        out_shape = tuple(session.get_outputs()[0].shape)
+        out = np.empty(out_shape, dtype=x.dtype)
+        binding = session.io_binding()
+        binding.bind_cpu_input("x", x)
+        binding.bind_output("y", "cpu", 0, out.dtype.type, out.shape, out.ctypes.data)
+        last_output[:] = [weakref.ref(out)]
+        run_bound = session.run_with_iobinding
+
+        def call(x: np.ndarray = x, out: np.ndarray = out) -> None:  # both kept alive
+            run_bound(binding)
+
+        return call
+
+    def to_numpy(result: Any) -> np.ndarray:
+        return last_output[0]() if io_binding else result[0]
+
+    return Contender(
+        "onnxruntime-io" if io_binding else "onnxruntime",
+        "peer",
+        prepare,
+        to_numpy,
+        version=ort.__version__,
+        set_threads=set_threads,
+    )
+
+
+_PEER_LOADERS = {
+    "scipy": _scipy_contender,
+    "torch": _torch_contender,
+    "jax": _jax_contender,
+    "onnxruntime": _onnxruntime_contender,
+    "onnxruntime-io": lambda: _onnxruntime_contender(io_binding=True),
+}
 
 
 def load_contenders(names: Sequence[str] | None = None) -> tuple[list[Contender], dict[str, str]]:
@@ -251,7 +352,9 @@ def load_contenders(names: Sequence[str] | None = None) -> tuple[list[Contender]
     peer) that work here, and why each of the others does not."""
     import fastsoftmax as fs
 
-    wanted = list(names) if names is not None else [*BACKENDS[:1], CPP_OUT, *BACKENDS[1:], *PEERS]
+    wanted = (
+        list(names) if names is not None else [*BACKENDS[:1], CPP_OUT, *BACKENDS[1:], *BENCH_PEERS]
+    )
     contenders: list[Contender] = []
     missing: dict[str, str] = {}
     for name in wanted:
@@ -274,7 +377,7 @@ def load_contenders(names: Sequence[str] | None = None) -> tuple[list[Contender]
         else:
             raise ValueError(
                 f"unknown implementation {name!r}; choose from "
-                f"{', '.join([*BACKENDS, CPP_OUT, *PEERS])}"
+                f"{', '.join([*BACKENDS, CPP_OUT, *BENCH_PEERS])}"
             )
     return contenders, missing
 
@@ -487,6 +590,22 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpu_family_model() -> dict[str, int]:
+    """x86: the ``cpu family`` and ``model`` numbers of /proc/cpuinfo (which name the
+    microarchitecture: AMD family 25 is Zen 3 and Zen 4); empty elsewhere."""
+    found: dict[str, int] = {}
+    keys = {"cpu family": "cpu_family", "model": "cpu_model"}
+    with contextlib.suppress(OSError, ValueError), open("/proc/cpuinfo") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in keys and keys[key] not in found:
+                found[keys[key]] = int(value.strip())
+            elif not key and found:
+                break  # the end of the first CPU's block
+    return found
+
+
 def _cpu_flags() -> list[str]:
     interesting = {"sse2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "neon", "asimd"}
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
@@ -534,6 +653,7 @@ def machine_info() -> dict[str, Any]:
     affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
         "cpu": _cpu_model(),
+        **_cpu_family_model(),
         "machine": platform.machine(),
         "system": f"{platform.system()} {platform.release()}",
         "cpus": os.cpu_count(),
@@ -550,7 +670,7 @@ def versions() -> dict[str, str | None]:
     import fastsoftmax as fs
 
     found = {"python": platform.python_version(), "fastsoftmax": fs.__version__}
-    for name in ("numpy", "scipy", "numba", "torch", "jax", "jaxlib"):
+    for name in ("numpy", "scipy", "numba", "torch", "jax", "jaxlib", "onnxruntime", "onnx"):
         found[name] = _version(name)
     return found
 
@@ -637,21 +757,30 @@ def thread_setting(threads: int, pin: bool = True) -> Iterator[list[int] | None]
             os.sched_setaffinity(0, previous_affinity)
 
 
-def _set_peer_threads(contenders: Sequence[Contender], threads: int) -> dict[str, int]:
-    previous = {}
+def _set_peer_threads(contenders: Sequence[Contender], threads: int) -> dict[str, Any]:
+    """Give the peers ``threads`` threads: PyTorch now, ONNX Runtime in the sessions
+    prepared from now on; what to restore afterwards."""
+    previous: dict[str, Any] = {}
     if any(c.name == "torch" for c in contenders):
         import torch
 
         previous["torch"] = torch.get_num_threads()
         torch.set_num_threads(threads)
+    for c in contenders:
+        if c.set_threads is not None:
+            previous[c.name] = (c.set_threads, c.set_threads(threads))
     return previous
 
 
-def _restore_peer_threads(previous: dict[str, int]) -> None:
-    if "torch" in previous:
-        import torch
+def _restore_peer_threads(previous: dict[str, Any]) -> None:
+    for name, value in previous.items():
+        if name == "torch":
+            import torch
 
-        torch.set_num_threads(previous["torch"])
+            torch.set_num_threads(value)
+        else:
+            set_threads, before = value
+            set_threads(before)
 
 
 # --------------------------------------------------------------------------------------
@@ -949,6 +1078,8 @@ LEGEND = (
     "time / this time (below 1: slower than the reference). The default backend is called",
     "as users call it, fs.softmax(x, axis), the others with backend=. cpp (out=): the same",
     "call writing into a preallocated out=, without the page faults of a fresh output array.",
+    "onnxruntime: session.run(None, {'x': x}), a fresh output per call; onnxruntime-io:",
+    "session.run_with_iobinding into a preallocated output (ONNX Runtime's out=).",
 )
 
 
@@ -998,19 +1129,30 @@ SUMMARY_CASES = (
 )
 
 
+def cpu_family_text(machine: dict[str, Any]) -> str:
+    """'family 25, model 17, ' for a run that recorded them (x86), else ''."""
+    if machine.get("cpu_family") is None or machine.get("cpu_model") is None:
+        return ""
+    return f"family {machine['cpu_family']}, model {machine['cpu_model']}, "
+
+
 def cpu_text(machine: dict[str, Any]) -> str:
-    """The machine as a run records it: CPU, architecture, CPUs, L2 and L3."""
+    """The machine as a run records it: CPU, its family and model numbers (x86),
+    architecture, CPUs, L2 and L3."""
     caches = ", ".join(
         f"{k} {v}" for k, v in machine.get("caches", {}).items() if k in ("L2", "L3")
     )
-    return f"{machine['cpu']} ({machine['machine']}, {machine['cpus']} CPUs" + (
-        f", {caches})" if caches else ")"
+    return (
+        f"{machine['cpu']} ({cpu_family_text(machine)}{machine['machine']}, "
+        f"{machine['cpus']} CPUs" + (f", {caches})" if caches else ")")
     )
 
 
 def versions_text(versions: dict[str, Any]) -> str:
     found = ", ".join(
-        f"{k} {versions[k]}" for k in ("numpy", "scipy", "numba", "torch", "jax") if versions.get(k)
+        f"{k} {versions[k]}"
+        for k in ("numpy", "scipy", "numba", "torch", "jax", "onnxruntime")
+        if versions.get(k)
     )
     return f"Python {versions['python']}; {found}"
 
