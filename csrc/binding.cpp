@@ -207,19 +207,44 @@ void logsumexp_rows_of(PyArrayObject* x, PyArrayObject* out) {
     });
 }
 
-// logsumexp over the last axis: a new array of x's shape without it (0-d
-// for 1-d x), or None, as softmax_last_axis.
-nb::object logsumexp_last_axis(nb::handle x_handle, int axis) {
+// out given to logsumexp: an exact, writeable, C-contiguous aligned ndarray
+// of x's dtype and of x's shape without its last axis, sharing no memory
+// with x.
+bool plain_reduced_output(PyArrayObject* x, PyObject* object) {
+    if (!PyArray_CheckExact(object)) return false;
+    auto* out = reinterpret_cast<PyArrayObject*>(object);
+    const int ndim = PyArray_NDIM(x);
+    if (PyArray_TYPE(out) != PyArray_TYPE(x) || PyArray_NDIM(out) != ndim - 1 ||
+        !PyArray_ISNOTSWAPPED(out) ||
+        !PyArray_CHKFLAGS(out, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_WRITEABLE)) {
+        return false;
+    }
+    for (int d = 0; d + 1 < ndim; ++d) {
+        if (PyArray_DIM(out, d) != PyArray_DIM(x, d)) return false;
+    }
+    const auto* x_begin = static_cast<const char*>(PyArray_DATA(x));
+    const auto* out_begin = static_cast<const char*>(PyArray_DATA(out));
+    return x_begin + PyArray_NBYTES(x) <= out_begin || out_begin + PyArray_NBYTES(out) <= x_begin;
+}
+
+// logsumexp over the last axis: into out, or a new array of x's shape
+// without it (0-d for 1-d x); None as softmax_last_axis.
+nb::object logsumexp_last_axis(nb::handle x_handle, int axis, nb::handle out_handle) {
     PyArrayObject* x = plain_input(x_handle, axis);
     if (x == nullptr) return nb::none();
-    const int ndim = PyArray_NDIM(x);
-    PyArray_Descr* descr = PyArray_DESCR(x);
-    Py_INCREF(descr);  // stolen by PyArray_NewFromDescr
-    PyObject* out = PyArray_NewFromDescr(&PyArray_Type, descr, ndim - 1, PyArray_DIMS(x), nullptr,
-                                         nullptr, 0, nullptr);
-    if (out == nullptr) throw nb::python_error();
-    nb::object result = nb::steal(out);
-    auto* y = reinterpret_cast<PyArrayObject*>(out);
+    nb::object result;
+    if (out_handle.is_none()) {
+        PyArray_Descr* descr = PyArray_DESCR(x);
+        Py_INCREF(descr);  // stolen by PyArray_NewFromDescr
+        PyObject* out = PyArray_NewFromDescr(&PyArray_Type, descr, PyArray_NDIM(x) - 1,
+                                             PyArray_DIMS(x), nullptr, nullptr, 0, nullptr);
+        if (out == nullptr) throw nb::python_error();
+        result = nb::steal(out);
+    } else {
+        if (!plain_reduced_output(x, out_handle.ptr())) return nb::none();
+        result = nb::borrow(out_handle);
+    }
+    auto* y = reinterpret_cast<PyArrayObject*>(result.ptr());
     if (PyArray_TYPE(x) == NPY_FLOAT32) {
         logsumexp_rows_of<float>(x, y);
     } else {
@@ -256,9 +281,9 @@ NB_MODULE(_core, m) {
           "softmax (log: log_softmax) over the last axis of a C-contiguous float32/float64 "
           "ndarray, into out (x itself or not overlapping it) or a new array; None if x or "
           "out is not that case.");
-    m.def("logsumexp_last_axis", &logsumexp_last_axis, "x"_a, "axis"_a,
-          "logsumexp over the last axis of a C-contiguous float32/float64 ndarray, as a new "
-          "array; None if x is not that case.");
+    m.def("logsumexp_last_axis", &logsumexp_last_axis, "x"_a, "axis"_a, "out"_a = nb::none(),
+          "logsumexp over the last axis of a C-contiguous float32/float64 ndarray, into out "
+          "(not overlapping x) or a new array; None if x or out is not that case.");
     m.def("supported_levels", &supported_levels,
           "SIMD levels compiled in and supported by this CPU, best first.");
     m.def("current_level", [] { return std::string(current_level()); });

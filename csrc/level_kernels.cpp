@@ -44,36 +44,104 @@ double logsumexp_row(const T* x, const uint8_t* mask, int64_t n, double temperat
     return logsumexp_row_in_cache(x, mask, n, temperature);
 }
 
-// Short rows a few at a time where n suits them, the others one by one.
+// In-cache rows go in groups (PendingRow in row_passes.h): up to
+// kGroupRows rows and about kGroupBytes of input, so that a group's rows are
+// still in L1 for their last pass.
+constexpr int64_t kGroupRows = 8;
+constexpr int64_t kGroupBytes = int64_t(16) << 10;
+
+template <class T>
+int64_t group_rows(int64_t n) {
+    const int64_t fit = kGroupBytes / (n * int64_t(sizeof(T)));
+    return fit < 1 ? 1 : fit > kGroupRows ? kGroupRows : fit;
+}
+
+template <class T>
+void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows,
+                       int64_t n, double temperature, RowOp op) {
+    PendingRow<T> pending[kGroupRows];
+    bool open[kGroupRows];
+    T normalizer[kGroupRows];
+    for (int64_t r = 0; r < rows; ++r) {
+        open[r] = softmax_row_sums(x + r * x_stride, y + r * y_stride, nullptr, n, temperature,
+                                   op, pending[r]);
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+        if (open[r]) normalizer[r] = row_normalizer<T>(pending[r].sums, op);
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+        if (open[r]) {
+            finish_softmax_row(x + r * x_stride, y + r * y_stride, nullptr, n, pending[r],
+                               normalizer[r], op);
+        }
+    }
+}
+
+// Short rows a few at a time where n suits them, in-cache rows in groups,
+// online rows one by one.
 template <class T>
 void softmax_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows, int64_t n,
                   double temperature, RowOp op) {
+    if (online_sized<T>(n)) {
+        for (int64_t r = 0; r < rows; ++r) {
+            softmax_row_online(x + r * x_stride, y + r * y_stride, nullptr, n, temperature, op);
+        }
+        return;
+    }
     const auto one_row = [&](int64_t r) {
-        softmax_row(x + r * x_stride, y + r * y_stride, nullptr, n, temperature, op);
+        softmax_row_in_cache(x + r * x_stride, y + r * y_stride, nullptr, n, temperature, op);
     };
     const bool done =
-        !online_sized<T>(n) &&
-        (op == RowOp::softmax
-             ? short_rows<ShortOp::softmax>(x, x_stride, y, y_stride, rows, n, temperature,
-                                            static_cast<T*>(nullptr), 0, one_row)
-             : short_rows<ShortOp::log_softmax>(x, x_stride, y, y_stride, rows, n, temperature,
-                                                static_cast<T*>(nullptr), 0, one_row));
-    if (!done) {
-        for (int64_t r = 0; r < rows; ++r) one_row(r);
+        op == RowOp::softmax
+            ? short_rows<ShortOp::softmax>(x, x_stride, y, y_stride, rows, n, temperature,
+                                           static_cast<T*>(nullptr), 0, one_row)
+            : short_rows<ShortOp::log_softmax>(x, x_stride, y, y_stride, rows, n, temperature,
+                                               static_cast<T*>(nullptr), 0, one_row);
+    if (done) return;
+    const int64_t group = group_rows<T>(n);
+    for (int64_t r = 0; r < rows; r += group) {
+        softmax_row_group(x + r * x_stride, x_stride, y + r * y_stride, y_stride,
+                          rows - r < group ? rows - r : group, n, temperature, op);
+    }
+}
+
+template <class T>
+void logsumexp_row_group(const T* x, int64_t x_stride, T* out, int64_t out_step, int64_t rows,
+                         int64_t n, double temperature) {
+    PendingRow<T> pending[kGroupRows];
+    bool open[kGroupRows];
+    double done[kGroupRows];
+    for (int64_t r = 0; r < rows; ++r) {
+        open[r] = logsumexp_row_sums(x + r * x_stride, nullptr, n, temperature, pending[r], done[r]);
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+        out[r * out_step] =
+            static_cast<T>(open[r] ? logsumexp_of(pending[r], temperature) : done[r]);
     }
 }
 
 template <class T>
 void logsumexp_rows(const T* x, int64_t x_stride, T* out, int64_t out_step, int64_t rows,
                     int64_t n, double temperature) {
+    if (online_sized<T>(n)) {
+        for (int64_t r = 0; r < rows; ++r) {
+            out[r * out_step] =
+                static_cast<T>(logsumexp_row_online(x + r * x_stride, nullptr, n, temperature));
+        }
+        return;
+    }
     const auto one_row = [&](int64_t r) {
-        out[r * out_step] = static_cast<T>(logsumexp_row(x + r * x_stride, nullptr, n, temperature));
+        out[r * out_step] =
+            static_cast<T>(logsumexp_row_in_cache(x + r * x_stride, nullptr, n, temperature));
     };
-    const bool done = !online_sized<T>(n) &&
-                      short_rows<ShortOp::logsumexp>(x, x_stride, static_cast<T*>(nullptr), 0,
-                                                     rows, n, temperature, out, out_step, one_row);
-    if (!done) {
-        for (int64_t r = 0; r < rows; ++r) one_row(r);
+    if (short_rows<ShortOp::logsumexp>(x, x_stride, static_cast<T*>(nullptr), 0, rows, n,
+                                       temperature, out, out_step, one_row)) {
+        return;
+    }
+    const int64_t group = group_rows<T>(n);
+    for (int64_t r = 0; r < rows; r += group) {
+        logsumexp_row_group(x + r * x_stride, x_stride, out + r * out_step, out_step,
+                            rows - r < group ? rows - r : group, n, temperature);
     }
 }
 

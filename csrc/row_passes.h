@@ -294,25 +294,41 @@ void scale_row(T* y, int64_t n, T factor) {
 // log_softmax's value d - log_sum, d = (x - max) * scale rounded first. Left
 // to itself the compiler fuses the multiply and the subtraction into one
 // FMA where d has no other use and not where it has: one path's values were
-// then 1 ULP off another's.
-template <class R, class M, class T, class Log>
+// then 1 ULP off another's. kScaled false (temperature 1): no multiply,
+// nothing to fuse.
+template <bool kScaled = true, class R, class M, class T, class Log>
 FS_INLINE R log_softmax_of(R x, M max, T scale, Log log_sum) {
-    R d = (x - max) * scale;
-    opaque(d);
+    R d = centred<kScaled>(x, max, scale);
+    if constexpr (kScaled) opaque(d);
     return d - log_sum;
 }
 
 // log_softmax pass 3: y = d - log_sum, masked lanes -inf. x may be y.
-template <class T>
-void subtract_row(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale, T log_sum) {
+template <bool kScaled, bool kMasked, class T>
+void subtract_row_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale,
+                       T log_sum) {
     using Real = typename Simd<T>::Real;
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
     Real unused[4];
     visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) {
-        Real v = log_softmax_of(load(x + i, count, T(0)), max, scale, log_sum);
-        if (mask != nullptr) v = load_mask<T>(mask + i, count) ? v : broadcast<Real>(neg_inf);
+        Real v = log_softmax_of<kScaled>(load(x + i, count, T(0)), max, scale, log_sum);
+        if constexpr (kMasked) {
+            v = load_mask<T>(mask + i, count) ? v : broadcast<Real>(neg_inf);
+        }
         store(y + i, v, count);
     });
+}
+
+template <class T>
+void subtract_row(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale, T log_sum) {
+    const bool scaled = scale != T(1);
+    if (mask != nullptr) {
+        scaled ? subtract_row_impl<true, true>(x, y, mask, n, max, scale, log_sum)
+               : subtract_row_impl<false, true>(x, y, mask, n, max, scale, log_sum);
+    } else {
+        scaled ? subtract_row_impl<true, false>(x, y, mask, n, max, scale, log_sum)
+               : subtract_row_impl<false, false>(x, y, mask, n, max, scale, log_sum);
+    }
 }
 
 // Finite logits whose spread max - min overflows the type (|x| near its
@@ -366,30 +382,67 @@ void wide_row_softmax(const T* x, T* y, const uint8_t* mask, int64_t n, T max,
     }
 }
 
-// The three passes of softmax / log_softmax on a row that stays in cache
-// between them (see the top of this file).
+// A row between its sum pass and its last pass. Rows are computed a group at
+// a time (softmax_rows): the sums of every row of the group first, then
+// their normalizers, then the last passes, so that the normalizers (a
+// division, or a log whose dependency chain is some 80 cycles long) of the
+// group's rows run side by side instead of each stalling its row.
 template <class T>
-void softmax_row_in_cache(const T* x, T* y, const uint8_t* mask, int64_t n, double temperature,
-                          RowOp op) {
+struct PendingRow {
+    T max;
+    T scale;
+    SplitSum sums;
+};
+
+// Passes 1 and 2 of softmax / log_softmax on a row that stays in cache (see
+// the top of this file): false when the row is already done (special or
+// wide values), true when it waits for its normalizer and last pass.
+template <class T>
+bool softmax_row_sums(const T* x, T* y, const uint8_t* mask, int64_t n, double temperature,
+                      RowOp op, PendingRow<T>& row) {
     const RowScan<T> scan = scan_row(x, mask, n);
     if (is_special(scan)) {
         fill_special_row(x, y, mask, n, scan, op);
-        return;
+        return false;
     }
     if (needs_wide(scan, temperature)) {
         wide_row_softmax(x, y, mask, n, scan.max, temperature, op);
-        return;
+        return false;
     }
-    const T scale = static_cast<T>(1.0 / temperature);
-    const bool subnormal = !stays_normal(scan, scale);
+    row.max = scan.max;
+    row.scale = static_cast<T>(1.0 / temperature);
+    const bool subnormal = !stays_normal(scan, row.scale);
+    row.sums = op == RowOp::softmax
+                   ? row_exp_sums<T, true, false>(x, y, mask, n, row.max, row.scale, subnormal)
+                   : row_exp_sums<T, false, true>(x, nullptr, mask, n, row.max, row.scale,
+                                                  subnormal);
+    return true;
+}
+
+// softmax: 1 / sum; log_softmax: log(sum).
+template <class T>
+T row_normalizer(const SplitSum& sums, RowOp op) {
+    if (op == RowOp::softmax) return static_cast<T>(1.0 / (sums.below_max + sums.at_max));
+    return static_cast<T>(log_of_split_sum(sums));
+}
+
+// Pass 3: y *= 1 / sum (softmax), y = d - log(sum) (log_softmax).
+template <class T>
+void finish_softmax_row(const T* x, T* y, const uint8_t* mask, int64_t n,
+                        const PendingRow<T>& row, T normalizer, RowOp op) {
     if (op == RowOp::softmax) {
-        const SplitSum sums =
-            row_exp_sums<T, true, false>(x, y, mask, n, scan.max, scale, subnormal);
-        scale_row(y, n, static_cast<T>(1.0 / (sums.below_max + sums.at_max)));
+        scale_row(y, n, normalizer);
     } else {
-        const double log_sum = log_of_split_sum(
-            row_exp_sums<T, false, true>(x, nullptr, mask, n, scan.max, scale, subnormal));
-        subtract_row(x, y, mask, n, scan.max, scale, static_cast<T>(log_sum));
+        subtract_row(x, y, mask, n, row.max, row.scale, normalizer);
+    }
+}
+
+template <class T>
+void softmax_row_in_cache(const T* x, T* y, const uint8_t* mask, int64_t n, double temperature,
+                          RowOp op) {
+    PendingRow<T> row;
+    if (softmax_row_sums(x, y, mask, n, temperature, op, row)) {
+        finish_softmax_row(x, y, mask, n, row, row_normalizer<T>(row.sums, op), op);
     }
 }
 
@@ -409,16 +462,35 @@ bool special_logsumexp(const RowScan<T>& scan, double& result) {
     return true;
 }
 
+// logsumexp's passes 1 and 2: false with the result in `done` for special
+// and wide rows, true when the row waits for logsumexp_of.
+template <class T>
+bool logsumexp_row_sums(const T* x, const uint8_t* mask, int64_t n, double temperature,
+                        PendingRow<T>& row, double& done) {
+    const RowScan<T> scan = scan_row(x, mask, n);
+    if (special_logsumexp(scan, done)) return false;
+    if (needs_wide(scan, temperature)) {
+        done = wide_row_logsumexp(x, mask, n, scan.max, temperature);
+        return false;
+    }
+    row.max = scan.max;
+    row.scale = static_cast<T>(1.0 / temperature);
+    row.sums = row_exp_sums<T, false, true>(x, nullptr, mask, n, row.max, row.scale,
+                                            !stays_normal(scan, row.scale));
+    return true;
+}
+
+template <class T>
+double logsumexp_of(const PendingRow<T>& row, double temperature) {
+    return static_cast<double>(row.max) / temperature + log_of_split_sum(row.sums);
+}
+
 template <class T>
 double logsumexp_row_in_cache(const T* x, const uint8_t* mask, int64_t n, double temperature) {
-    const RowScan<T> scan = scan_row(x, mask, n);
-    double special;
-    if (special_logsumexp(scan, special)) return special;
-    if (needs_wide(scan, temperature)) return wide_row_logsumexp(x, mask, n, scan.max, temperature);
-    const T scale = static_cast<T>(1.0 / temperature);
-    const SplitSum sums = row_exp_sums<T, false, true>(x, nullptr, mask, n, scan.max, scale,
-                                                       !stays_normal(scan, scale));
-    return static_cast<double>(scan.max) / temperature + log_of_split_sum(sums);
+    PendingRow<T> row;
+    double done;
+    return logsumexp_row_sums(x, mask, n, temperature, row, done) ? logsumexp_of(row, temperature)
+                                                                   : done;
 }
 
 FS_LEVEL_END

@@ -56,6 +56,20 @@ template <> struct SameWidthInt<double> { using type = std::int64_t; };
 
 constexpr int64_t kVectorBytes = FASTSOFTMAX_VECTOR_BYTES;
 
+// Vector registers of the level's ISA, and the bytes of one.
+#if defined(__AVX512F__) || defined(__aarch64__)
+constexpr int kVectorRegisters = 32;
+#else
+constexpr int kVectorRegisters = 16;
+#endif
+#if defined(__AVX512F__)
+constexpr int64_t kRegisterBytes = 64;
+#elif defined(__AVX__)
+constexpr int64_t kRegisterBytes = 32;
+#else
+constexpr int64_t kRegisterBytes = 16;
+#endif
+
 // Vector types of one level: Real holds `lanes` values, Ints the same-width
 // integers (comparison results, exponent bits), Bytes one mask byte a lane,
 // Doubles the lanes widened to double (the sums' per-lane totals).
@@ -273,17 +287,8 @@ FS_INLINE void visit_vectors(int64_t begin, int64_t end, Acc (&acc)[4], const Vi
 // operation that made it with the one that uses it.
 template <class R>
 FS_INLINE void opaque(R& v) {
-#if defined(__AVX512F__)
-    constexpr std::size_t kRegisterBytes = 64;
-#elif defined(__AVX__)
-    constexpr std::size_t kRegisterBytes = 32;
-#elif defined(__SSE2__) || defined(__aarch64__)
-    constexpr std::size_t kRegisterBytes = 16;
-#else
-    constexpr std::size_t kRegisterBytes = 0;
-#endif
 #if defined(__x86_64__) || defined(__aarch64__)
-    if constexpr (sizeof(R) <= kRegisterBytes) {
+    if constexpr (int64_t(sizeof(R)) <= kRegisterBytes) {
 #if defined(__AVX512F__)
         __asm__("" : "+v"(v));
 #elif defined(__x86_64__)

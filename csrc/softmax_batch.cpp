@@ -266,11 +266,26 @@ void run_batch(const Run& run, Path path, int64_t grain) {
         grain);
 }
 
+// A batch whose rows all lie along the outer index (inner == 1: the last
+// axis of a C-contiguous array, as NumPy reshapes it) seen as one outer index
+// of many inner rows, the same rows: tiles, and the kernels' row groups,
+// span rows only along the inner index.
+template <class T>
+StridedView3<T> outer_as_inner(StridedView3<T> v) {
+    return {v.data, {0, v.stride[0], v.stride[2]}};
+}
+
+Extent3 outer_as_inner(Extent3 extent) { return {1, extent.outer, extent.n}; }
+
 }  // namespace
 
 template <class T>
 void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<const uint8_t> mask,
                    Extent3 extent, double temperature, RowOp op) {
+    if (extent.inner == 1 && extent.outer > 1) {
+        x = outer_as_inner(x), y = outer_as_inner(y), mask = outer_as_inner(mask);
+        extent = outer_as_inner(extent);
+    }
     const SoftmaxRun<T> run{current_kernels(), x, y, mask, extent, temperature, op};
     const Path path = path_of(x, y.stride[1], y.stride[2], mask, extent);
     run_batch(run, path, path == Path::columns ? column_grain<T>(extent) : 1);
@@ -279,6 +294,11 @@ void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<cons
 template <class T>
 void logsumexp_batch(StridedView3<const T> x, StridedView2<T> y, StridedView3<const uint8_t> mask,
                      Extent3 extent, double temperature) {
+    if (extent.inner == 1 && extent.outer > 1) {
+        x = outer_as_inner(x), mask = outer_as_inner(mask);
+        y = {y.data, {0, y.stride[0]}};
+        extent = outer_as_inner(extent);
+    }
     const LogsumexpRun<T> run{current_kernels(), x, {y.data, {y.stride[0], y.stride[1], 0}},
                               mask, extent, temperature};
     // The result has no reduction axis: only x's row stride decides rows.

@@ -281,6 +281,65 @@ def test_one_step_logsumexp_declines_other_calls():
     )
 
 
+@needs_cpp
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3,), (4, 5, 7), (2, 1000)])
+def test_one_step_logsumexp_writes_into_out(dtype, shape):
+    from fastsoftmax import _cpp_backend
+
+    x = np.random.default_rng(9).normal(0, 4, shape).astype(dtype)
+    out = np.full(shape[:-1], np.nan, dtype)
+    assert _cpp_backend.logsumexp_last_axis(x, -1, out) is out
+    np.testing.assert_array_equal(out, _cpp_backend.logsumexp_last_axis(x, -1))
+    public_out = np.full(shape[:-1], np.nan, dtype)
+    assert fs.logsumexp(x, out=public_out) is public_out
+    np.testing.assert_array_equal(public_out, out)
+
+
+@needs_cpp
+def test_one_step_logsumexp_declines_an_out_it_cannot_take():
+    from fastsoftmax import _cpp_backend
+
+    x = np.random.default_rng(10).normal(0, 2, (6, 8))
+    for out in (
+        np.empty(6, np.float32),  # another dtype
+        np.empty(5),  # another shape
+        np.empty((6, 1)),  # keepdims shape
+        np.empty(12)[::2],  # not contiguous
+        np.empty(6)[::-1],  # reversed
+        x.reshape(-1)[:6],  # overlaps x
+    ):
+        assert _cpp_backend.logsumexp_last_axis(x, -1, out) is None
+    readonly = np.empty(6)
+    readonly.flags.writeable = False
+    assert _cpp_backend.logsumexp_last_axis(x, -1, readonly) is None
+    overlapping = x.reshape(-1)[:6]
+    want = fs.logsumexp(x, backend="numpy")
+    assert fs.logsumexp(x, out=overlapping) is overlapping
+    np.testing.assert_allclose(overlapping, want, rtol=1e-14)
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [8, 16, 128, 1000])
+def test_rows_along_the_outer_index_take_the_values_of_inner_rows(dtype, n):
+    # A batch of (rows, 1, n) (the general path's view of a C-contiguous array)
+    # is computed as (1, rows, n): the same values as the one-step call.
+    from fastsoftmax import _cpp_backend
+
+    x = np.random.default_rng(11).normal(0, 3, (37, n)).astype(dtype)
+    core = _cpp_backend._core
+    for log in (False, True):
+        outer = np.empty_like(x)
+        core.softmax(x.reshape(37, 1, n), outer.reshape(37, 1, n), None, 1.0, log)
+        inner = np.empty_like(x)
+        core.softmax(x.reshape(1, 37, n), inner.reshape(1, 37, n), None, 1.0, log)
+        np.testing.assert_array_equal(outer, inner)
+    outer_lse = np.empty(37, dtype)
+    core.logsumexp(x.reshape(37, 1, n), outer_lse.reshape(37, 1), None, 1.0)
+    np.testing.assert_array_equal(outer_lse, _cpp_backend.logsumexp_last_axis(x, -1))
+
+
 @pytest.mark.parametrize("function", [fs.softmax, fs.log_softmax, fs.logsumexp])
 def test_huge_axis_and_array_temperature_keep_their_errors(function):
     """Regression: the one-step path passed any int axis to the extension

@@ -164,10 +164,10 @@ def logsumexp(
     """
     # The common call in one step, when none of logsumexp's own options is used.
     compiled = one_step_backend(axis, temperature, where, backend)
-    if compiled is not None and not keepdims and out is None and b is None and return_sign is False:
-        plain = compiled.logsumexp_last_axis(x, axis)
+    if compiled is not None and not keepdims and b is None and return_sign is False:
+        plain = compiled.logsumexp_last_axis(x, axis, out)
         if plain is not None:
-            return plain[()] if plain.ndim == 0 else plain
+            return plain[()] if plain.ndim == 0 and out is None else plain
     impl = _backends.get(backend)
     arr, compute, result_dtype = as_input(x)
     axes = reduction_axes(axis, arr.ndim)

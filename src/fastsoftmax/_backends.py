@@ -19,7 +19,7 @@ PREFERENCE = ("cpp", "numba", "numpy")
 
 _modules: dict[str, ModuleType] = {"numpy": _reference}
 # The compiled backend once loaded, for the common call in one step: its
-# softmax_last_axis(x, axis, log, out) and logsumexp_last_axis(x, axis) return
+# softmax_last_axis(x, axis, log, out) and logsumexp_last_axis(x, axis, out) return
 # the result, or None for arrays they do not take (see
 # _validation.one_step_backend for the arguments that may try them).
 one_step: ModuleType | None = None
