@@ -66,8 +66,14 @@ void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int
         open[r] = softmax_row_sums(x + r * x_stride, y + r * y_stride, nullptr, n, temperature,
                                    op, pending[r]);
     }
-    for (int64_t r = 0; r < rows; ++r) {
-        if (open[r]) normalizer[r] = row_normalizer<T>(pending[r].sums, op);
+    if (op == RowOp::softmax) {
+        for (int64_t r = 0; r < rows; ++r) {
+            if (open[r]) normalizer[r] = row_normalizer<T>(pending[r].sums, op);
+        }
+    } else {
+        double log_sum[kGroupRows];
+        log_sums_of(pending, open, rows, log_sum);
+        for (int64_t r = 0; r < rows; ++r) normalizer[r] = static_cast<T>(log_sum[r]);
     }
     for (int64_t r = 0; r < rows; ++r) {
         if (open[r]) {
@@ -114,9 +120,12 @@ void logsumexp_row_group(const T* x, int64_t x_stride, T* out, int64_t out_step,
     for (int64_t r = 0; r < rows; ++r) {
         open[r] = logsumexp_row_sums(x + r * x_stride, nullptr, n, temperature, pending[r], done[r]);
     }
+    double log_sum[kGroupRows];
+    log_sums_of(pending, open, rows, log_sum);
     for (int64_t r = 0; r < rows; ++r) {
-        out[r * out_step] =
-            static_cast<T>(open[r] ? logsumexp_of(pending[r], temperature) : done[r]);
+        // logsumexp_of's expression, with the group's logs
+        out[r * out_step] = static_cast<T>(
+            open[r] ? static_cast<double>(pending[r].max) / temperature + log_sum[r] : done[r]);
     }
 }
 

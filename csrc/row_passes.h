@@ -426,6 +426,23 @@ T row_normalizer(const SplitSum& sums, RowOp op) {
     return static_cast<T>(log_of_split_sum(sums));
 }
 
+// log(sum) of the open rows among `rows` pending ones, four at a time
+// (log_of_split_sums): the same bits as log_of_split_sum row by row.
+template <class T>
+void log_sums_of(const PendingRow<T>* pending, const bool* open, int64_t rows, double* log_sum) {
+    for (int64_t first = 0; first < rows; first += kLogLanes) {
+        LogLanes below{}, at = LogLanes{} + 1.0;
+        for (int64_t j = 0; j < kLogLanes && first + j < rows; ++j) {
+            if (open[first + j]) {
+                below[j] = pending[first + j].sums.below_max;
+                at[j] = pending[first + j].sums.at_max;
+            }
+        }
+        const LogLanes logs = log_of_split_sums(below, at);
+        for (int64_t j = 0; j < kLogLanes && first + j < rows; ++j) log_sum[first + j] = logs[j];
+    }
+}
+
 // Pass 3: y *= 1 / sum (softmax), y = d - log(sum) (log_softmax).
 template <class T>
 void finish_softmax_row(const T* x, T* y, const uint8_t* mask, int64_t n,

@@ -250,6 +250,47 @@ FS_INLINE auto lanes_min(V v) {
     return fold_lanes(v, [](auto a, auto b) { return a < b ? a : b; });
 }
 
+// fold_lanes of G vectors at once (G a power of two, at most the lane
+// count): the same pairs in the same order (lane j with lane j + w/2 of a
+// block of w lanes, w halving), with the blocks of several vectors packed
+// into one, so that G rows share each shuffle and op. Lane g of the result
+// is fold_lanes(v[g], op): the short rows' maxima and sums, a few rows a
+// time, for fewer shuffles than one tree a row.
+template <int64_t w, class V, class Op>
+FS_INLINE V fold_blocks(V x, V y, const Op& op) {
+    constexpr int64_t L = lanes_of<V>;
+    constexpr int64_t blocks = L / w, half = w / 2;
+    // Output lane q: block q / half of x's blocks, then of y's (x ++ y indexing).
+    constexpr auto first = [](int64_t q) {
+        const int64_t b = q / half, o = q % half;
+        return (b < blocks ? 0 : L) + (b % blocks) * w + o;
+    };
+    return [&]<std::size_t... q>(std::index_sequence<q...>) __attribute__((always_inline)) {
+        return op(__builtin_shufflevector(x, y, first(q)...),
+                  __builtin_shufflevector(x, y, (first(q) + half)...));
+    }(std::make_index_sequence<std::size_t(L)>{});
+}
+
+template <int64_t w, int G, class V, class Op>
+FS_INLINE V fold_rows(const V (&v)[G], const Op& op) {
+    if constexpr (G > 1) {
+        V next[G / 2];
+        for (int i = 0; i < G / 2; ++i) next[i] = fold_blocks<w>(v[2 * i], v[2 * i + 1], op);
+        return fold_rows<w / 2, G / 2>(next, op);
+    } else if constexpr (w > 1) {
+        const V next[1] = {fold_blocks<w>(v[0], v[0], op)};
+        return fold_rows<w / 2, 1>(next, op);
+    } else {
+        return v[0];
+    }
+}
+
+template <int G, class V, class Op>
+FS_INLINE V fold_lanes_of(const V (&v)[G], const Op& op) {
+    static_assert(G >= 1 && (G & (G - 1)) == 0 && G <= lanes_of<V>);
+    return fold_rows<lanes_of<V>, G>(v, op);
+}
+
 // Visit [begin, end) a vector at a time: blocks of four vectors into four
 // independent accumulators (one chain of dependent adds would wait on each
 // add's latency), then single vectors into accumulator 0, then one partial

@@ -110,3 +110,21 @@ def test_contract_worst_inputs_are_within_the_stated_bounds(level):
         if dtype is np.float32 and level.simd_level() in ("avx2", "avx512", "sse2"):
             assert err >= stated[name] - 1e-3, (name, err)  # the sweep's maximum itself
     assert f"{stated['F32_FMA']} ULP" in EXP_HEADER.read_text()
+
+
+def test_log_of_the_sum_is_within_two_ulp(level):
+    # logsumexp([0, d]) = log1p(exp(d)): the kernel's exp and its inline log1p
+    # (csrc/sums.h, log1p_nonnegative) in float64, against NumPy's logaddexp,
+    # over d from -700 (a sum of 1 + 1e-304) to 0 (log 2), in single rows and in
+    # groups of rows (the log of four rows at once).
+    d = -np.concatenate([np.geomspace(1e-18, 700, 4000), [0.0, 1e-300, 36.0, 37.5]])
+    x = np.stack([np.zeros_like(d), d], axis=1)
+    want = np.logaddexp(0.0, d)
+    grouped = fs.logsumexp(x, axis=1)
+    single = np.array([fs.logsumexp(row) for row in x[:64]])
+    for got, exact in ((grouped, want), (single, want[:64])):
+        err = np.abs(got - exact) / np.spacing(exact)
+        assert err.max() <= 2.0, (err.max(), d[np.argmax(err)])
+    assert fs.logsumexp([0.0, -40.0]) == pytest.approx(4.248354255291589e-18, rel=1e-15)
+    # Several elements at the max: log(count) + log1p(rest / count).
+    assert fs.logsumexp([0.0, 0.0, 0.0, -1.0]) == pytest.approx(np.log(3 + np.exp(-1.0)), rel=4e-16)

@@ -105,6 +105,8 @@ def _cases(function: str = "softmax") -> tuple[Case, ...]:
     return (
         Case(function, f32, (1, 3)),  # call overhead
         Case(function, f32, (1, 1000)),
+        Case(function, f32, (1024, 8)),  # rows of a few classes
+        Case(function, f32, (1024, 16)),
         Case(function, f32, (64, 1000)),
         Case(function, f32, (4096, 128)),  # attention rows
         Case(function, f32, (1024, 1024)),

@@ -58,9 +58,7 @@ def logsumexp_16bit(
 def softmax_last_axis(
     x: object, axis: int, log: bool, out: object | None = None
 ) -> NDArray[Any] | None: ...
-def logsumexp_last_axis(
-    x: object, axis: int, out: object | None = None
-) -> NDArray[Any] | None: ...
+def logsumexp_last_axis(x: object, axis: int, out: object | None = None) -> NDArray[Any] | None: ...
 
 # --- settings ----------------------------------------------------------------
 

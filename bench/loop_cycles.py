@@ -1,0 +1,170 @@
+"""Cycles per 8 floats of each pass's inner loop, on cores this machine may not be.
+
+Disassembles the compiled extension (objdump), takes the hot loop of each float32
+row pass at each SIMD level (the innermost loop of the function with the most
+vector instructions), and asks llvm-mca how many cycles an iteration takes on
+each target core in a steady state. A static model, not a measurement: it shows
+where a loop is bound (FMA pipes, shuffles, loads) on a core we do not have.
+
+    python bench/loop_cycles.py [--so PATH] [--mcpu znver1,znver3,skylake-avx512]
+
+Needs objdump (binutils) and llvm-mca (LLVM) on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+
+# (pass, function name pattern, the instruction that marks its main loop)
+PASSES = (
+    ("scan (max, min, NaN)", r"scan_unmasked_row<float>\(", r"maxps"),
+    (
+        "exp + store + sum (softmax)",
+        r"exp_sums_impl<float, false, false, true, false, false>",
+        r"v?fmadd|mulps",
+    ),
+    (
+        "exp + split sum (log_softmax, logsumexp)",
+        r"exp_sums_impl<float, false, false, false, true, false>",
+        r"v?fmadd|mulps",
+    ),
+    ("scale (softmax)", r"scale_row<float>\(", r"mulps"),
+    ("subtract (log_softmax)", r"subtract_row_impl<false, false, float>\(", r"subps"),
+)
+LEVELS = {"avx512": 16, "avx2": 8, "sse2": 4}  # float lanes
+# The cores whose model is asked for each level (a level needs its ISA).
+CORES = {
+    "avx512": ("skylake-avx512",),
+    "avx2": ("znver1", "znver3"),
+    "sse2": ("znver1", "znver3"),
+}
+
+
+def functions(so: str) -> dict[str, tuple[int, int]]:
+    """Demangled name -> (start, end) of each local function of the object."""
+    out = subprocess.run(
+        ["nm", "-C", "-S", "--defined-only", so], capture_output=True, text=True, check=True
+    ).stdout
+    found = {}
+    for line in out.splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) == 4 and parts[2] in "tT":
+            start, size = int(parts[0], 16), int(parts[1], 16)
+            found[parts[3]] = (start, start + size)
+    return found
+
+
+def disassemble(so: str, start: int, end: int) -> list[tuple[int, str]]:
+    out = subprocess.run(
+        [
+            "objdump",
+            "-d",
+            "--no-show-raw-insn",
+            "-M",
+            "att",
+            f"--start-address={start}",
+            f"--stop-address={end}",
+            so,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lines = []
+    for line in out.splitlines():
+        m = re.match(r"\s*([0-9a-f]+):\s+(.*)$", line)
+        if m:
+            lines.append((int(m.group(1), 16), m.group(2).split("#")[0].strip()))
+    return lines
+
+
+def hot_loop(lines: list[tuple[int, str]], marker: str) -> list[str]:
+    """The loop (a backward branch) with the most `marker` instructions and no
+    inner loop: the pass's main loop, which takes four vectors an iteration."""
+    best: list[str] = []
+    best_score = -1
+    index = {address: i for i, (address, _) in enumerate(lines)}
+    for i, (_, text) in enumerate(lines):
+        m = re.match(r"j\w+\s+([0-9a-f]+)", text)
+        if not m:
+            continue
+        target = int(m.group(1), 16)
+        if target not in index or index[target] >= i:
+            continue
+        body = [t for _, t in lines[index[target] : i]]
+        inner = any(
+            re.match(r"j\w+\s+([0-9a-f]+)", t)
+            and int(t.split()[1], 16) in {a for a, _ in lines[index[target] : i]}
+            and int(t.split()[1], 16) > target
+            for t in body
+        )
+        advances = any(re.match(r"(add|sub)\s+\$-?0x[0-9a-f]+,%r", t) for t in body)
+        if not advances or any(t.startswith("ret") for t in body):
+            continue  # a jump back to shared code, not a loop over the row
+        score = sum(1 for t in body if re.match(rf"\S*({marker})", t))
+        if not inner and score > best_score:
+            best, best_score = body, score
+    # The branch target as a label llvm-mca can parse.
+    return ["loop:", *(t for t in best if not t.startswith("j")), "jne loop"]
+
+
+def cycles(asm: list[str], mcpu: str) -> float:
+    out = subprocess.run(
+        ["llvm-mca", f"-mcpu={mcpu}", "-iterations=200"],
+        input="\n".join(asm) + "\n",
+        capture_output=True,
+        text=True,
+    ).stdout
+    m = re.search(r"Total Cycles:\s+(\d+)", out)
+    return int(m.group(1)) / 200 if m else float("nan")
+
+
+def fma_calibration(core: str, register: str) -> float:
+    """Cycles the model gives 8 independent FMAs of one register width: what it
+    believes the core's FMA throughput is (LLVM 14 gives znver1 two 256-bit FMAs a
+    cycle and znver3 one, the reverse of the hardware), to read the table with."""
+    asm = [f"vfmadd213ps %{register}1, %{register}2, %{register}{k}" for k in range(3, 11)]
+    return cycles(asm, core)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--so", help="the extension (default: the installed fastsoftmax._core)")
+    args = parser.parse_args()
+    for tool in ("objdump", "llvm-mca", "nm"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} not found")
+    so = args.so
+    if so is None:
+        from fastsoftmax import _core
+
+        so = _core.__file__
+    table = functions(so)
+    print("| model | cycles for 8 independent ymm FMAs | for 8 zmm FMAs |")
+    print("|---|---|---|")
+    for core in ("znver1", "znver3", "skylake-avx512"):
+        zmm = fma_calibration(core, "zmm") if core == "skylake-avx512" else float("nan")
+        print(f"| {core} | {fma_calibration(core, 'ymm'):.2f} | {zmm:.2f} |")
+    print()
+    print("| pass | level | core | cycles per 8 floats (loop size) |")
+    print("|---|---|---|---|")
+    for name, pattern, marker in PASSES:
+        for level, lanes in LEVELS.items():
+            matches = [k for k in table if f"fastsoftmax::{level}::" in k and re.search(pattern, k)]
+            if not matches:
+                continue
+            asm = hot_loop(disassemble(so, *table[matches[0]]), marker)
+            floats = 4 * lanes
+            for core in CORES[level]:
+                per_8 = cycles(asm, core) * 8 / floats
+                size = f"{len(asm) - 2} instructions, {floats} floats"
+                print(f"| {name} | {level} | {core} | {per_8:.2f} ({size}) |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
