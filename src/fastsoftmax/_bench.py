@@ -1094,8 +1094,9 @@ PAGE_LEGEND = (
     "in the same run, the ceiling of any softmax. Speedup: the NumPy reference's time divided "
     "by this time. cpp is called as users call it, fs.softmax(x, axis); cpp (out=) writes "
     "into a preallocated out=, without the page faults of a fresh output array; the other "
-    "backends are called with backend=. Peers: scipy.special, PyTorch on the CPU and JAX "
-    "under jax.jit, each where installed."
+    "backends are called with backend=. Peers: scipy.special, PyTorch on the CPU, JAX "
+    "under jax.jit and ONNX Runtime's CPU provider (onnxruntime: session.run, a fresh output; "
+    "onnxruntime-io: IOBinding into a preallocated output), each where installed."
 )
 
 
