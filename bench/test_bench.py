@@ -1,6 +1,7 @@
 """One pytest-benchmark group per (function, dtype, shape, axis): our three backends,
 the peers that are installed (scipy.special, torch.softmax on the CPU, jitted
-jax.nn.softmax) and np.copyto of the same bytes (the ceiling), side by side.
+jax.nn.softmax, ONNX Runtime through session.run and through IOBinding) and
+np.copyto of the same bytes (the ceiling), side by side.
 
 Each result is checked against the NumPy reference before it is timed, so a
 broken kernel cannot pass as a fast one. The cases are those of
@@ -17,7 +18,13 @@ import pytest
 from fastsoftmax import _bench
 
 CASES = [case for function in _bench.FUNCTIONS for case in _bench.select_cases((function,))]
-NAMES = [_bench.BACKENDS[0], _bench.CPP_OUT, *_bench.BACKENDS[1:], *_bench.PEERS, _bench.COPY]
+NAMES = [
+    _bench.BACKENDS[0],
+    _bench.CPP_OUT,
+    *_bench.BACKENDS[1:],
+    *_bench.BENCH_PEERS,
+    _bench.COPY,
+]
 
 
 @lru_cache(maxsize=1)
@@ -37,7 +44,7 @@ def _contender(name: str) -> _bench.Contender | None:
 
 @pytest.fixture(scope="module", autouse=True)
 def _peer_threads(bench_threads: int):
-    loaded = [c for c in (_contender(n) for n in _bench.PEERS) if c is not None]
+    loaded = [c for c in (_contender(n) for n in _bench.BENCH_PEERS) if c is not None]
     previous = _bench._set_peer_threads(loaded, bench_threads)
     yield
     _bench._restore_peer_threads(previous)
