@@ -184,7 +184,7 @@ SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, 
     using Doubles = typename S::Doubles;
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
     LaneTotal<Doubles, kCompensatedTotals<T>> totals;
-    Ints at_count{};
+    AtMaxCount<T> at_count{};
     for (int64_t start = 0; start < n; start += kChunk<T>) {
         const int64_t stop = start + kChunk<T> < n ? start + kChunk<T> : n;
         Real acc[4] = {};
@@ -256,7 +256,7 @@ SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, 
         totals.add(__builtin_convertvector((acc[0] + acc[1]) + (acc[2] + acc[3]), Doubles));
     }
     const double below = vector_lanes_total<T>(totals.sum, totals.compensation);
-    return {below, kSplit ? double(lanes_sum(at_count)) : 0.0};  // -= true (-1) counts up
+    return {below, kSplit ? total_count(at_count) : 0.0};
 }
 
 // The masked and unmasked loops compiled apart: a run-time mask test in the

@@ -117,6 +117,51 @@ FS_INLINE void add_exp(R& acc, I& at_count, const R& d, const R& e) {
     }
 }
 
+#if defined(__AVX512F__)
+// The same with a scalar count, on AVX-512: one comparison into a mask
+// register, an add under that mask, and the mask's bits counted on the
+// integer pipes (popcnt). Written as vector code, the comparison was made
+// twice and widened to a vector to be subtracted: four vector operations a
+// vector more, on the pipes the exp pass is bound by. The count is the same.
+template <bool kSplit, class R>
+FS_INLINE void add_exp(R& acc, int64_t& at_count, const R& d, const R& e) {
+    if constexpr (!kSplit) {
+        acc += e;
+    } else if constexpr (sizeof(R{}[0]) == 4) {
+        static_assert(sizeof(R) == 64);
+        __m512 a, dv, ev;
+        std::memcpy(&a, &acc, 64), std::memcpy(&dv, &d, 64), std::memcpy(&ev, &e, 64);
+        const __mmask16 at_max = _mm512_cmp_ps_mask(dv, _mm512_setzero_ps(), _CMP_EQ_OQ);
+        a = _mm512_mask_add_ps(a, __mmask16(~at_max), a, ev);
+        std::memcpy(&acc, &a, 64);
+        at_count += __builtin_popcount(at_max);
+    } else {
+        static_assert(sizeof(R) == 64);
+        __m512d a, dv, ev;
+        std::memcpy(&a, &acc, 64), std::memcpy(&dv, &d, 64), std::memcpy(&ev, &e, 64);
+        const __mmask8 at_max = _mm512_cmp_pd_mask(dv, _mm512_setzero_pd(), _CMP_EQ_OQ);
+        a = _mm512_mask_add_pd(a, __mmask8(~at_max), a, ev);
+        std::memcpy(&acc, &a, 64);
+        at_count += __builtin_popcount(at_max);
+    }
+}
+#endif
+
+// What exp_sums counts elements at the max in: a scalar with AVX-512, a
+// vector of per-lane counts (summed at the end) elsewhere.
+#if defined(__AVX512F__)
+template <class T>
+using AtMaxCount = int64_t;
+FS_INLINE double total_count(int64_t count) { return double(count); }
+#else
+template <class T>
+using AtMaxCount = typename Simd<T>::Ints;
+template <class I>
+FS_INLINE double total_count(const I& count) {
+    return double(lanes_sum(count));  // -= true (-1) counts up
+}
+#endif
+
 // log1p(b) for b >= 0 (finite or +inf), for the four lanes of a vector of
 // doubles: every log_softmax and logsumexp row ends with one (libm's log1p
 // call was a sixth of the time of a row of 128 floats), and rows that come
