@@ -155,23 +155,26 @@ PyArrayObject* plain_input(nb::handle x_handle, int axis) {
 }
 
 // out given: an exact, writeable, C-contiguous aligned ndarray of x's dtype
-// and shape that is x itself or shares no memory with it (a partial overlap
-// takes the general path, which reads x from a copy).
-bool plain_output(PyArrayObject* x, PyObject* object) {
+// and shape (reduced: without x's last axis, logsumexp's). softmax's out may
+// be x itself; otherwise it shares no memory with x (a partial overlap takes
+// the general path, which reads x from a copy).
+bool plain_output(PyArrayObject* x, PyObject* object, bool reduced = false) {
     if (!PyArray_CheckExact(object)) return false;
     auto* out = reinterpret_cast<PyArrayObject*>(object);
-    if (PyArray_TYPE(out) != PyArray_TYPE(x) || PyArray_NDIM(out) != PyArray_NDIM(x) ||
+    const int ndim = PyArray_NDIM(x) - (reduced ? 1 : 0);
+    if (PyArray_TYPE(out) != PyArray_TYPE(x) || PyArray_NDIM(out) != ndim ||
         !PyArray_ISNOTSWAPPED(out) ||
         !PyArray_CHKFLAGS(out, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_WRITEABLE)) {
         return false;
     }
-    for (int d = 0; d < PyArray_NDIM(x); ++d) {
+    for (int d = 0; d < ndim; ++d) {
         if (PyArray_DIM(out, d) != PyArray_DIM(x, d)) return false;
     }
     const auto* x_begin = static_cast<const char*>(PyArray_DATA(x));
     const auto* out_begin = static_cast<const char*>(PyArray_DATA(out));
-    const std::int64_t bytes = PyArray_NBYTES(x);
-    return x_begin == out_begin || x_begin + bytes <= out_begin || out_begin + bytes <= x_begin;
+    const bool same = !reduced && x_begin == out_begin;
+    return same || x_begin + PyArray_NBYTES(x) <= out_begin ||
+           out_begin + PyArray_NBYTES(out) <= x_begin;
 }
 
 nb::object softmax_last_axis(nb::handle x_handle, int axis, bool log, nb::handle out_handle) {
@@ -207,26 +210,6 @@ void logsumexp_rows_of(PyArrayObject* x, PyArrayObject* out) {
     });
 }
 
-// out given to logsumexp: an exact, writeable, C-contiguous aligned ndarray
-// of x's dtype and of x's shape without its last axis, sharing no memory
-// with x.
-bool plain_reduced_output(PyArrayObject* x, PyObject* object) {
-    if (!PyArray_CheckExact(object)) return false;
-    auto* out = reinterpret_cast<PyArrayObject*>(object);
-    const int ndim = PyArray_NDIM(x);
-    if (PyArray_TYPE(out) != PyArray_TYPE(x) || PyArray_NDIM(out) != ndim - 1 ||
-        !PyArray_ISNOTSWAPPED(out) ||
-        !PyArray_CHKFLAGS(out, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_WRITEABLE)) {
-        return false;
-    }
-    for (int d = 0; d + 1 < ndim; ++d) {
-        if (PyArray_DIM(out, d) != PyArray_DIM(x, d)) return false;
-    }
-    const auto* x_begin = static_cast<const char*>(PyArray_DATA(x));
-    const auto* out_begin = static_cast<const char*>(PyArray_DATA(out));
-    return x_begin + PyArray_NBYTES(x) <= out_begin || out_begin + PyArray_NBYTES(out) <= x_begin;
-}
-
 // logsumexp over the last axis: into out, or a new array of x's shape
 // without it (0-d for 1-d x); None as softmax_last_axis.
 nb::object logsumexp_last_axis(nb::handle x_handle, int axis, nb::handle out_handle) {
@@ -241,7 +224,7 @@ nb::object logsumexp_last_axis(nb::handle x_handle, int axis, nb::handle out_han
         if (out == nullptr) throw nb::python_error();
         result = nb::steal(out);
     } else {
-        if (!plain_reduced_output(x, out_handle.ptr())) return nb::none();
+        if (!plain_output(x, out_handle.ptr(), true)) return nb::none();
         result = nb::borrow(out_handle);
     }
     auto* y = reinterpret_cast<PyArrayObject*>(result.ptr());

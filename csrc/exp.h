@@ -101,9 +101,7 @@ struct ExpVectors {
 // The constants an exp block reads. With 16 vector registers (AVX2, SSE2)
 // they come from memory at each use, as FMA operands: held in registers,
 // they pushed the row passes' four accumulators to the stack, a store and a
-// reload in every iteration (the AVX2 exp pass then took 340 us on a
-// 1024x1024 float array where it takes 315 us this way, one Zen 4 core).
-// The empty asm hides where the pointer points, so the loads cannot be
+// reload in every iteration. The empty asm hides where the pointer points, so the loads cannot be
 // hoisted out of the loop.
 template <class T>
 FS_INLINE const typename Simd<T>::Real* exp_vectors() {
@@ -117,9 +115,7 @@ FS_INLINE const typename Simd<T>::Real* exp_vectors() {
 // (1 + r + c2 r^2 + c3 r^3). The cubic (our minimax fit, relative error
 // 1.7e-9) needs three FMA-pipe operations where the table-free polynomial
 // needs six, and the exp pass is bound by those pipes: 7 such operations a
-// vector instead of 9 (the exp + store + sum pass over a 1024x1024 float
-// array: 170 us against 199 us on one Zen 4 core). The index is the low bits
-// of t. (With AVX2's 8-entry permute the cubic reached 1.16 ULP and the pass
+// vector instead of 9. The index is the low bits of t. (With AVX2's 8-entry permute the cubic reached 1.16 ULP and the pass
 // ran no faster than the polynomial: AVX2 keeps the polynomial.)
 template <int N>
 struct ExpTable;

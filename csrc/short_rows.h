@@ -154,9 +154,9 @@ template <ShortOp kOp, int M, class T, class General>
 void short_rows_of(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows, int64_t n,
                    double temperature, T* logsumexp, int64_t ls_step, const General& general) {
     // Rows per group, the fastest measured: more rows than that run out of
-    // registers, fewer leave latencies exposed (eight rows of one vector on
-    // AVX-512: 12.6 us for 1024 rows of 16 floats, 14.5 us with four, on a
-    // Zen 4 core). The packed lane folds take at most one row a lane.
+    // registers, fewer leave latencies exposed (eight rows of one vector
+    // where there are 32 registers). The packed lane folds take at most one
+    // row a lane.
     constexpr int kRows = M == 1 && kVectorRegisters == 32 ? 8 : M <= 2 ? 4 : 2;
     constexpr int G = kRows < Simd<T>::lanes ? kRows : int(Simd<T>::lanes);
     int64_t r = 0;

@@ -57,16 +57,17 @@ template <> struct SameWidthInt<double> { using type = std::int64_t; };
 constexpr int64_t kVectorBytes = FASTSOFTMAX_VECTOR_BYTES;
 
 // Vector registers of the level's ISA, and the bytes of one.
-#if defined(__AVX512F__) || defined(__aarch64__)
-constexpr int kVectorRegisters = 32;
-#else
-constexpr int kVectorRegisters = 16;
-#endif
 #if defined(__AVX512F__)
+constexpr int kVectorRegisters = 32;
 constexpr int64_t kRegisterBytes = 64;
+#elif defined(__aarch64__)
+constexpr int kVectorRegisters = 32;
+constexpr int64_t kRegisterBytes = 16;
 #elif defined(__AVX__)
+constexpr int kVectorRegisters = 16;
 constexpr int64_t kRegisterBytes = 32;
 #else
+constexpr int kVectorRegisters = 16;
 constexpr int64_t kRegisterBytes = 16;
 #endif
 

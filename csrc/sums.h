@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cmath>
+#include <type_traits>
 #include <utility>
 
 #include "simd.h"
@@ -125,25 +126,25 @@ FS_INLINE void add_exp(R& acc, I& at_count, const R& d, const R& e) {
 // vector more, on the pipes the exp pass is bound by. The count is the same.
 template <bool kSplit, class R>
 FS_INLINE void add_exp(R& acc, int64_t& at_count, const R& d, const R& e) {
+    static_assert(sizeof(R) == 64);
     if constexpr (!kSplit) {
         acc += e;
-    } else if constexpr (sizeof(R{}[0]) == 4) {
-        static_assert(sizeof(R) == 64);
-        __m512 a, dv, ev;
-        std::memcpy(&a, &acc, 64), std::memcpy(&dv, &d, 64), std::memcpy(&ev, &e, 64);
-        const __mmask16 at_max = _mm512_cmp_ps_mask(dv, _mm512_setzero_ps(), _CMP_EQ_OQ);
-        a = _mm512_mask_add_ps(a, __mmask16(~at_max), a, ev);
-        std::memcpy(&acc, &a, 64);
-        at_count += __builtin_popcount(at_max);
-    } else {
-        static_assert(sizeof(R) == 64);
-        __m512d a, dv, ev;
-        std::memcpy(&a, &acc, 64), std::memcpy(&dv, &d, 64), std::memcpy(&ev, &e, 64);
-        const __mmask8 at_max = _mm512_cmp_pd_mask(dv, _mm512_setzero_pd(), _CMP_EQ_OQ);
-        a = _mm512_mask_add_pd(a, __mmask8(~at_max), a, ev);
-        std::memcpy(&acc, &a, 64);
-        at_count += __builtin_popcount(at_max);
+        return;
     }
+    constexpr bool kFloat = sizeof(R{}[0]) == 4;
+    using Register = std::conditional_t<kFloat, __m512, __m512d>;
+    Register a, dv, ev;
+    std::memcpy(&a, &acc, 64), std::memcpy(&dv, &d, 64), std::memcpy(&ev, &e, 64);
+    unsigned at_max;
+    if constexpr (kFloat) {
+        at_max = _mm512_cmp_ps_mask(dv, _mm512_setzero_ps(), _CMP_EQ_OQ);
+        a = _mm512_mask_add_ps(a, __mmask16(~at_max), a, ev);
+    } else {
+        at_max = _mm512_cmp_pd_mask(dv, _mm512_setzero_pd(), _CMP_EQ_OQ);
+        a = _mm512_mask_add_pd(a, __mmask8(~at_max), a, ev);
+    }
+    std::memcpy(&acc, &a, 64);
+    at_count += __builtin_popcount(at_max);
 }
 #endif
 
