@@ -18,13 +18,16 @@
 //             long double reference: at most 0.945 ULP with FMA (worst seen
 //             at d = FS_EXP_WORST_F64_FMA), 1.226 without (FS_EXP_WORST_F64).
 //           Subnormal results (kSubnormal) are rounded once, never flushed.
-//   cost    float: 3 FMAs for the reduction, 6 for the polynomial (4 for
-//           the table's cubic and its product, and a permute, on avx512),
-//           then 2^n as an integer add to the exponent (a multiply where a
-//           result may be subnormal); double: 3 and 11.
+//   cost    float: 3 FMAs for the reduction, 6 for the polynomial, then
+//           2^n as an integer add to the exponent (a multiply where a
+//           result may be subnormal); on avx512 the table's cubic and its
+//           product take 4, with a permute, and 2^k goes into the table
+//           entry (a shift and an add) before the last FMA; double: 3 and 11.
 #pragma once
 
 #include <array>
+#include <bit>
+#include <cstdint>
 #include <cstddef>
 #include <iterator>
 #include <utility>
@@ -130,6 +133,17 @@ struct ExpTable<16> {
         0x1.306fe0p+0f, 0x1.3dea64p+0f, 0x1.4bfdaep+0f, 0x1.5ab07ep+0f,
         0x1.6a09e6p+0f, 0x1.7a1148p+0f, 0x1.8ace54p+0f, 0x1.9c4918p+0f,
         0x1.ae89fap+0f, 0x1.c199bep+0f, 0x1.d5818ep+0f, 0x1.ea4afap+0f};
+    // powers[j] with j << 19 taken from its bits: adding t << 19 (the whole
+    // index N k + j, from the low bits of t) then adds k << 23, so one shift
+    // and an add give 2^k 2^(j/N) (see exp_table_block).
+    static constexpr auto scaled_powers = [] {
+        std::array<float, 16> entries{};
+        for (int j = 0; j < 16; ++j) {
+            entries[j] = std::bit_cast<float>(std::bit_cast<int32_t>(powers[j]) - (j << 19));
+        }
+        return entries;
+    }();
+    alignas(64) static constexpr std::array<float, 16> offset_powers = scaled_powers;
 };
 
 #if defined(__AVX512F__)
@@ -153,16 +167,22 @@ FS_INLINE void exp_table_block(typename Simd<float>::Real (&v)[K]) {
     FS_EACH(k) q[k] = r[k] * Table::c3 + Table::c2;
     FS_EACH(k) q[k] = q[k] * r[k] + 1.0f;
     FS_EACH(k) q[k] = q[k] * r[k];  // exp(r) - 1
+    if constexpr (!kSubnormal) {
+        // Every result normal: 2^k 2^(j/N) is exact, and scaling by 2^k
+        // commutes with the rounding of the last FMA (same bits as scaling
+        // after it). The FMA last also carries a NaN through.
+        FS_EACH(k) {
+            const I index = __builtin_bit_cast(I, t[k]);
+            const R power = __builtin_bit_cast(
+                R, __builtin_bit_cast(I, lookup<R>(Table::offset_powers.data(), index)) +
+                       (index << (C::mantissa_bits - Table::shift)));
+            v[k] = power * q[k] + power;  // 2^k 2^(j/N) exp(r)
+        }
+        return;
+    }
     FS_EACH(k) {
         const R power = lookup<R>(Table::powers, __builtin_bit_cast(I, t[k]));
         v[k] = power * q[k] + power;  // 2^(j/N) exp(r), in [0.97, 2)
-    }
-    if constexpr (!kSubnormal) {  // every result normal: 2^k by the exponent bits
-        FS_EACH(k) {
-            const I k_bits = (__builtin_bit_cast(I, t[k]) >> Table::shift) << C::mantissa_bits;
-            v[k] = __builtin_bit_cast(R, __builtin_bit_cast(I, v[k]) + k_bits);
-        }
-        return;
     }
     FS_EACH(k) {  // 2^k as two normal powers of two: a subnormal result rounded once
         const I mi = __builtin_bit_cast(I, t[k]) - __builtin_bit_cast(int32_t, C::shifter);

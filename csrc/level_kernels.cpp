@@ -62,9 +62,11 @@ void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int
     PendingRow<T> pending[kGroupRows];
     bool open[kGroupRows];
     T normalizer[kGroupRows];
+    RowScan<T> scan[kGroupRows];
+    for (int64_t r = 0; r < rows; ++r) scan[r] = scan_unmasked_row(x + r * x_stride, n);
     for (int64_t r = 0; r < rows; ++r) {
         open[r] = softmax_row_sums(x + r * x_stride, y + r * y_stride, nullptr, n, temperature,
-                                   op, pending[r]);
+                                   op, scan[r], pending[r]);
     }
     if (op == RowOp::softmax) {
         for (int64_t r = 0; r < rows; ++r) {
@@ -77,8 +79,7 @@ void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int
     }
     for (int64_t r = 0; r < rows; ++r) {
         if (open[r]) {
-            finish_softmax_row(x + r * x_stride, y + r * y_stride, nullptr, n, pending[r],
-                               normalizer[r], op);
+            finish_softmax_row(y + r * y_stride, n, normalizer[r], op);
         }
     }
 }
@@ -117,8 +118,11 @@ void logsumexp_row_group(const T* x, int64_t x_stride, T* out, int64_t out_step,
     PendingRow<T> pending[kGroupRows];
     bool open[kGroupRows];
     double done[kGroupRows];
+    RowScan<T> scan[kGroupRows];
+    for (int64_t r = 0; r < rows; ++r) scan[r] = scan_unmasked_row(x + r * x_stride, n);
     for (int64_t r = 0; r < rows; ++r) {
-        open[r] = logsumexp_row_sums(x + r * x_stride, nullptr, n, temperature, pending[r], done[r]);
+        open[r] = logsumexp_row_sums(x + r * x_stride, nullptr, n, temperature, scan[r],
+                                     pending[r], done[r]);
     }
     double log_sum[kGroupRows];
     log_sums_of(pending, open, rows, log_sum);

@@ -42,7 +42,7 @@ OnlineRow<T> online_row(const T* x, const uint8_t* mask, int64_t n, T scale) {
             continue;
         }
         if (chunk.active == 0 || chunk.max == -inf) continue;  // adds nothing
-        const SplitSum s = row_exp_sums<T, false, true>(x + start, nullptr, chunk_mask, m,
+        const SplitSum s = row_exp_sums<T, Stored::nothing, true>(x + start, nullptr, chunk_mask, m,
                                                         chunk.max, scale,
                                                         !stays_normal(chunk, scale));
         if (chunk.max > row.max) {  // rescale what was summed to the new max

@@ -1,7 +1,7 @@
 // The passes over one contiguous row of n elements (n >= 1), in cache:
 //
 //   softmax:      scan (max, min, NaN, active count) | exp, store y, sum | scale y
-//   log_softmax:  scan | exp and sum, nothing stored | y = d - log(sum)
+//   log_softmax:  scan | exp and sum, store d to y | y -= log(sum)
 //   logsumexp:    scan | exp and sum, nothing stored
 //
 // with d = (x - max) / temperature, computed as (x - max) * (1 / T) (with
@@ -170,13 +170,25 @@ FS_INLINE auto with_exp_flags(bool subnormal, bool scaled, const Body& body) {
                   : body(bool_constant<false>{}, bool_constant<false>{});
 }
 
+// What the exp pass writes to y: nothing (logsumexp), exp(d) (softmax,
+// scaled by pass 3), or d itself (log_softmax: pass 3 is then y - log(sum),
+// one subtraction where d - log(sum) from x takes two; the exp pass has a
+// store port to spare, the last pass has none).
+enum class Stored { nothing, exp, centred };
+
 // Pass 2: the sum of exp(d), d = (x - max) * scale, masked lanes 0, in the
-// order of sums.h. kStore also writes exp(d) to y (softmax); kSplit
+// order of sums.h. kStore says what is written to y (Stored); kSplit
 // (log_softmax, logsumexp) counts the elements at the max apart. Full
 // vectors go four at a time through one interleaved exp block; what is left
 // after the last block of four (up to three full vectors and a partial one)
 // goes through one more block, added as visit_vector_blocks adds it.
-template <class T, bool kSubnormal, bool kScaled, bool kStore, bool kSplit, bool kMasked>
+template <Stored kStore, class T, class R>
+FS_INLINE void stored(T* y, const R& d, const R& e, int64_t count) {
+    if constexpr (kStore == Stored::exp) store(y, e, count);
+    if constexpr (kStore == Stored::centred) store(y, d, count);
+}
+
+template <class T, bool kSubnormal, bool kScaled, Stored kStore, bool kSplit, bool kMasked>
 SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale) {
     using S = Simd<T>;
     using Real = typename S::Real;
@@ -194,7 +206,7 @@ SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, 
             const Real d = centred<kScaled>(v, max, scale);
             const Real e = kMasked ? exp_nonpositive<T, true>(d)
                                    : exp_of_lanes<T, kSubnormal>(d, count);
-            if constexpr (kStore) store(y + i, e, count);
+            stored<kStore>(y + i, d, e, count);
             add_exp<kSplit>(a, at_count, d, e);
         };
         const auto block = [&](int64_t i, Real (&a)[4]) {
@@ -208,7 +220,7 @@ SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, 
                 FS_EACH(k) e[k] = d[k];
                 exp_nonpositive_block<T, kSubnormal, K>(e);
                 FS_EACH(k) {
-                    if constexpr (kStore) store(y + i + k * S::lanes, e[k], S::lanes);
+                    stored<kStore>(y + i + k * S::lanes, d[k], e[k], S::lanes);
                     add_exp<kSplit>(a[k], at_count, d[k], e[k]);
                 }
             }
@@ -243,11 +255,11 @@ SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, 
                 exp_nonpositive_block<T, kSubnormal, K>(e);
                 FS_EACH(k) {
                     if (k < full) {
-                        if constexpr (kStore) store(y + i + k * L, e[k], L);
+                        stored<kStore>(y + i + k * L, d[k], e[k], L);
                         add_exp<kSplit>(acc[0], at_count, d[k], e[k]);
                     } else if (k == full && tail > 0) {
                         e[k] = live ? e[k] : Real{};
-                        if constexpr (kStore) store(y + i + k * L, e[k], tail);
+                        stored<kStore>(y + i + k * L, d[k], e[k], tail);
                         add_exp<kSplit>(acc[1], at_count, d[k], e[k]);
                     }
                 }
@@ -261,7 +273,7 @@ SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, 
 
 // The masked and unmasked loops compiled apart: a run-time mask test in the
 // loop kept the accumulators in memory.
-template <class T, bool kSubnormal, bool kScaled, bool kStore, bool kSplit>
+template <class T, bool kSubnormal, bool kScaled, Stored kStore, bool kSplit>
 SplitSum exp_sums(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale) {
     if (mask != nullptr) {
         return exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, true>(x, y, mask, n, max,
@@ -272,7 +284,7 @@ SplitSum exp_sums(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T sca
 
 // Pass 2 with the exp form (subnormal: some exp(d) may be below the normal
 // range) and the scale picked at run time.
-template <class T, bool kStore, bool kSplit>
+template <class T, Stored kStore, bool kSplit>
 SplitSum row_exp_sums(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale,
                       bool subnormal) {
     return with_exp_flags(subnormal, scale != T(1), [&](auto sub, auto scaled) {
@@ -288,6 +300,16 @@ void scale_row(T* y, int64_t n, T factor) {
     Real unused[4];
     visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) {
         store(y + i, load(y + i, count, T(0)) * factor, count);
+    });
+}
+
+// log_softmax pass 3 over a row of stored d: y -= log_sum.
+template <class T>
+void lower_row(T* y, int64_t n, T log_sum) {
+    using Real = typename Simd<T>::Real;
+    Real unused[4];
+    visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) {
+        store(y + i, load(y + i, count, T(0)) - log_sum, count);
     });
 }
 
@@ -399,8 +421,7 @@ struct PendingRow {
 // wide values), true when it waits for its normalizer and last pass.
 template <class T>
 bool softmax_row_sums(const T* x, T* y, const uint8_t* mask, int64_t n, double temperature,
-                      RowOp op, PendingRow<T>& row) {
-    const RowScan<T> scan = scan_row(x, mask, n);
+                      RowOp op, const RowScan<T>& scan, PendingRow<T>& row) {
     if (is_special(scan)) {
         fill_special_row(x, y, mask, n, scan, op);
         return false;
@@ -413,9 +434,10 @@ bool softmax_row_sums(const T* x, T* y, const uint8_t* mask, int64_t n, double t
     row.scale = static_cast<T>(1.0 / temperature);
     const bool subnormal = !stays_normal(scan, row.scale);
     row.sums = op == RowOp::softmax
-                   ? row_exp_sums<T, true, false>(x, y, mask, n, row.max, row.scale, subnormal)
-                   : row_exp_sums<T, false, true>(x, nullptr, mask, n, row.max, row.scale,
-                                                  subnormal);
+                   ? row_exp_sums<T, Stored::exp, false>(x, y, mask, n, row.max, row.scale,
+                                                         subnormal)
+                   : row_exp_sums<T, Stored::centred, true>(x, y, mask, n, row.max, row.scale,
+                                                            subnormal);
     return true;
 }
 
@@ -443,14 +465,14 @@ void log_sums_of(const PendingRow<T>* pending, const bool* open, int64_t rows, d
     }
 }
 
-// Pass 3: y *= 1 / sum (softmax), y = d - log(sum) (log_softmax).
+// Pass 3: y *= 1 / sum (softmax), y = d - log(sum) (log_softmax, d stored
+// by pass 2; a masked lane's d is -inf, so its result is -inf).
 template <class T>
-void finish_softmax_row(const T* x, T* y, const uint8_t* mask, int64_t n,
-                        const PendingRow<T>& row, T normalizer, RowOp op) {
+void finish_softmax_row(T* y, int64_t n, T normalizer, RowOp op) {
     if (op == RowOp::softmax) {
         scale_row(y, n, normalizer);
     } else {
-        subtract_row(x, y, mask, n, row.max, row.scale, normalizer);
+        lower_row(y, n, normalizer);
     }
 }
 
@@ -458,8 +480,8 @@ template <class T>
 void softmax_row_in_cache(const T* x, T* y, const uint8_t* mask, int64_t n, double temperature,
                           RowOp op) {
     PendingRow<T> row;
-    if (softmax_row_sums(x, y, mask, n, temperature, op, row)) {
-        finish_softmax_row(x, y, mask, n, row, row_normalizer<T>(row.sums, op), op);
+    if (softmax_row_sums(x, y, mask, n, temperature, op, scan_row(x, mask, n), row)) {
+        finish_softmax_row(y, n, row_normalizer<T>(row.sums, op), op);
     }
 }
 
@@ -483,8 +505,7 @@ bool special_logsumexp(const RowScan<T>& scan, double& result) {
 // and wide rows, true when the row waits for logsumexp_of.
 template <class T>
 bool logsumexp_row_sums(const T* x, const uint8_t* mask, int64_t n, double temperature,
-                        PendingRow<T>& row, double& done) {
-    const RowScan<T> scan = scan_row(x, mask, n);
+                        const RowScan<T>& scan, PendingRow<T>& row, double& done) {
     if (special_logsumexp(scan, done)) return false;
     if (needs_wide(scan, temperature)) {
         done = wide_row_logsumexp(x, mask, n, scan.max, temperature);
@@ -492,7 +513,7 @@ bool logsumexp_row_sums(const T* x, const uint8_t* mask, int64_t n, double tempe
     }
     row.max = scan.max;
     row.scale = static_cast<T>(1.0 / temperature);
-    row.sums = row_exp_sums<T, false, true>(x, nullptr, mask, n, row.max, row.scale,
+    row.sums = row_exp_sums<T, Stored::nothing, true>(x, nullptr, mask, n, row.max, row.scale,
                                             !stays_normal(scan, row.scale));
     return true;
 }
@@ -506,8 +527,9 @@ template <class T>
 double logsumexp_row_in_cache(const T* x, const uint8_t* mask, int64_t n, double temperature) {
     PendingRow<T> row;
     double done;
-    return logsumexp_row_sums(x, mask, n, temperature, row, done) ? logsumexp_of(row, temperature)
-                                                                   : done;
+    return logsumexp_row_sums(x, mask, n, temperature, scan_row(x, mask, n), row, done)
+               ? logsumexp_of(row, temperature)
+               : done;
 }
 
 FS_LEVEL_END

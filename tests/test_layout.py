@@ -73,6 +73,26 @@ def test_in_place(backend, dtype, kind, axis):
 
 
 @pytest.mark.parametrize("kind", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("n", [37, 200, 1500])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_in_place_with_a_mask_gives_the_values_of_a_copy(backend, dtype, kind, n, temperature):
+    # In-cache rows in groups (11 rows: a full group and a remainder), tails, a mask,
+    # a temperature: the row passes write y before its last pass (log_softmax's d),
+    # so in place they overwrite x first.
+    rng = np.random.default_rng(23)
+    x = random_logits(rng, (11, n), dtype)
+    where = rng.random((11, n)) < 0.8
+    where[3] = False
+    f = getattr(fs, kind)
+    want = f(x, where=where, temperature=temperature, backend=backend)
+    y = x.copy()
+    assert f(y, where=where, temperature=temperature, out=y, backend=backend) is y
+    np.testing.assert_array_equal(y, want)
+    masked = 0.0 if kind == "softmax" else -np.inf
+    assert np.all(want[~where] == masked)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "log_softmax"])
 def test_out_with_its_own_layout(backend, dtype, kind):
     x = random_logits(np.random.default_rng(23), (8, 10), dtype)
     want = getattr(fs, kind)(x, backend=backend)
