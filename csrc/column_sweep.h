@@ -211,7 +211,7 @@ bool softmax_column_sweep(const T* x, int64_t x_stride, T* y, int64_t y_stride, 
     using S = Simd<T>;
     using Real = typename S::Real;
     constexpr int64_t L = S::lanes;
-    const T scale = static_cast<T>(1.0 / temperature);
+    const T scale = scale_of<T>(temperature);
     SweepState<T> st(width, n);
     std::vector<double> sum(static_cast<size_t>(width)), at_max(static_cast<size_t>(width));
     std::vector<Real> factor(size_t(st.vectors));  // softmax: 1 / sum; log_softmax: log(sum)
@@ -253,7 +253,7 @@ bool softmax_column_sweep(const T* x, int64_t x_stride, T* y, int64_t y_stride, 
 template <class T>
 bool logsumexp_column_sweep(const T* x, int64_t x_stride, T* y, int64_t y_step, int64_t width,
                             int64_t n, double temperature) {
-    const T scale = static_cast<T>(1.0 / temperature);
+    const T scale = scale_of<T>(temperature);
     SweepState<T> st(width, n);
     std::vector<double> sum(static_cast<size_t>(width)), at_max(static_cast<size_t>(width));
     if (!sweep_sums<T, false, true>(x, x_stride, nullptr, 0, width, n, scale, st, sum.data(),

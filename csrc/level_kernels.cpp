@@ -62,11 +62,17 @@ void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int
     PendingRow<T> pending[kGroupRows];
     bool open[kGroupRows];
     T normalizer[kGroupRows];
+    const T scale = scale_of<T>(temperature);
     RowScan<T> scan[kGroupRows];
     for (int64_t r = 0; r < rows; ++r) scan[r] = scan_unmasked_row(x + r * x_stride, n);
     for (int64_t r = 0; r < rows; ++r) {
-        open[r] = softmax_row_sums(x + r * x_stride, y + r * y_stride, nullptr, n, temperature,
-                                   op, scan[r], pending[r]);
+        open[r] = open_softmax_row(x + r * x_stride, y + r * y_stride, nullptr, n, temperature,
+                                   scale, op, scan[r], pending[r]);
+    }
+    if (op == RowOp::softmax) {
+        group_exp_sums<T, Stored::exp, false>(x, x_stride, y, y_stride, rows, n, open, pending);
+    } else {
+        group_exp_sums<T, Stored::centred, true>(x, x_stride, y, y_stride, rows, n, open, pending);
     }
     if (op == RowOp::softmax) {
         for (int64_t r = 0; r < rows; ++r) {
@@ -77,9 +83,13 @@ void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int
         log_sums_of(pending, open, rows, log_sum);
         for (int64_t r = 0; r < rows; ++r) normalizer[r] = static_cast<T>(log_sum[r]);
     }
-    for (int64_t r = 0; r < rows; ++r) {
-        if (open[r]) {
-            finish_softmax_row(y + r * y_stride, n, normalizer[r], op);
+    if (op == RowOp::softmax) {
+        for (int64_t r = 0; r < rows; ++r) {
+            if (open[r]) scale_row(y + r * y_stride, n, normalizer[r]);
+        }
+    } else {
+        for (int64_t r = 0; r < rows; ++r) {
+            if (open[r]) lower_row(y + r * y_stride, n, normalizer[r]);
         }
     }
 }
@@ -118,12 +128,15 @@ void logsumexp_row_group(const T* x, int64_t x_stride, T* out, int64_t out_step,
     PendingRow<T> pending[kGroupRows];
     bool open[kGroupRows];
     double done[kGroupRows];
+    const T scale = scale_of<T>(temperature);
     RowScan<T> scan[kGroupRows];
     for (int64_t r = 0; r < rows; ++r) scan[r] = scan_unmasked_row(x + r * x_stride, n);
     for (int64_t r = 0; r < rows; ++r) {
-        open[r] = logsumexp_row_sums(x + r * x_stride, nullptr, n, temperature, scan[r],
+        open[r] = open_logsumexp_row(x + r * x_stride, nullptr, n, temperature, scale, scan[r],
                                      pending[r], done[r]);
     }
+    group_exp_sums<T, Stored::nothing, true>(x, x_stride, static_cast<T*>(nullptr), 0, rows, n,
+                                             open, pending);
     double log_sum[kGroupRows];
     log_sums_of(pending, open, rows, log_sum);
     for (int64_t r = 0; r < rows; ++r) {

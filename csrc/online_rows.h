@@ -86,7 +86,7 @@ void exp_scale_store(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T 
 template <class T>
 void softmax_row_online(const T* x, T* y, const uint8_t* mask, int64_t n, double temperature,
                         RowOp op) {
-    const T scale = static_cast<T>(1.0 / temperature);
+    const T scale = scale_of<T>(temperature);
     const OnlineRow<T> row = online_row(x, mask, n, scale);
     if (is_special(row.scan)) {
         fill_special_row(x, y, mask, n, row.scan, op);
@@ -110,7 +110,7 @@ void softmax_row_online(const T* x, T* y, const uint8_t* mask, int64_t n, double
 
 template <class T>
 double logsumexp_row_online(const T* x, const uint8_t* mask, int64_t n, double temperature) {
-    const OnlineRow<T> row = online_row(x, mask, n, static_cast<T>(1.0 / temperature));
+    const OnlineRow<T> row = online_row(x, mask, n, scale_of<T>(temperature));
     double special;
     if (special_logsumexp(row.scan, special)) return special;
     if (needs_wide(row.scan, temperature)) {

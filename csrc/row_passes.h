@@ -34,7 +34,7 @@ struct RowScan {
 // as the row's last full vector (lanes seen twice change no max, min or NaN
 // flag), so only rows shorter than a vector take a masked load.
 template <class T>
-RowScan<T> scan_unmasked_row(const T* x, int64_t n) {
+FS_INLINE RowScan<T> scan_unmasked_row(const T* x, int64_t n) {
     using S = Simd<T>;
     using Real = typename S::Real;
     using Ints = typename S::Ints;
@@ -148,6 +148,12 @@ bool is_special(const RowScan<T>& scan) {
     return scan.active == 0 || scan.has_nan || !std::isfinite(scan.max);
 }
 
+// The scale of d: 1 / T in the row's type.
+template <class T>
+T scale_of(double temperature) {
+    return static_cast<T>(1.0 / temperature);
+}
+
 // d = (x - max) * scale; kScaled false (temperature 1) skips the multiply.
 template <bool kScaled, class R, class M, class T>
 FS_INLINE R centred(R v, M max, T scale) {
@@ -189,7 +195,7 @@ FS_INLINE void stored(T* y, const R& d, const R& e, int64_t count) {
 }
 
 template <class T, bool kSubnormal, bool kScaled, Stored kStore, bool kSplit, bool kMasked>
-SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale) {
+FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale) {
     using S = Simd<T>;
     using Real = typename S::Real;
     using Ints = typename S::Ints;
@@ -295,7 +301,7 @@ SplitSum row_exp_sums(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T
 
 // softmax pass 3: y *= 1 / sum.
 template <class T>
-void scale_row(T* y, int64_t n, T factor) {
+FS_INLINE void scale_row(T* y, int64_t n, T factor) {
     using Real = typename Simd<T>::Real;
     Real unused[4];
     visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) {
@@ -305,7 +311,7 @@ void scale_row(T* y, int64_t n, T factor) {
 
 // log_softmax pass 3 over a row of stored d: y -= log_sum.
 template <class T>
-void lower_row(T* y, int64_t n, T log_sum) {
+FS_INLINE void lower_row(T* y, int64_t n, T log_sum) {
     using Real = typename Simd<T>::Real;
     Real unused[4];
     visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) {
@@ -405,23 +411,25 @@ void wide_row_softmax(const T* x, T* y, const uint8_t* mask, int64_t n, T max,
 }
 
 // A row between its sum pass and its last pass. Rows are computed a group at
-// a time (softmax_rows): the sums of every row of the group first, then
-// their normalizers, then the last passes, so that the normalizers (a
-// division, or a log whose dependency chain is some 80 cycles long) of the
-// group's rows run side by side instead of each stalling its row.
+// a time (softmax_rows): the scans of every row of the group first, then
+// their exp passes, then their normalizers, then the last passes, so that
+// the normalizers (a division, or a log whose dependency chain is some 80
+// cycles long) of the group's rows run side by side instead of each
+// stalling its row.
 template <class T>
 struct PendingRow {
     T max;
     T scale;
+    bool subnormal;  // some exp(d) may be subnormal: the careful exp form
     SplitSum sums;
 };
 
-// Passes 1 and 2 of softmax / log_softmax on a row that stays in cache (see
-// the top of this file): false when the row is already done (special or
-// wide values), true when it waits for its normalizer and last pass.
+// A row's values for its exp pass, from its scan: false when the row is
+// already done (special or wide values, written to y), true when it waits
+// for its exp pass, normalizer and last pass.
 template <class T>
-bool softmax_row_sums(const T* x, T* y, const uint8_t* mask, int64_t n, double temperature,
-                      RowOp op, const RowScan<T>& scan, PendingRow<T>& row) {
+bool open_softmax_row(const T* x, T* y, const uint8_t* mask, int64_t n, double temperature,
+                      T scale, RowOp op, const RowScan<T>& scan, PendingRow<T>& row) {
     if (is_special(scan)) {
         fill_special_row(x, y, mask, n, scan, op);
         return false;
@@ -431,14 +439,44 @@ bool softmax_row_sums(const T* x, T* y, const uint8_t* mask, int64_t n, double t
         return false;
     }
     row.max = scan.max;
-    row.scale = static_cast<T>(1.0 / temperature);
-    const bool subnormal = !stays_normal(scan, row.scale);
-    row.sums = op == RowOp::softmax
-                   ? row_exp_sums<T, Stored::exp, false>(x, y, mask, n, row.max, row.scale,
-                                                         subnormal)
-                   : row_exp_sums<T, Stored::centred, true>(x, y, mask, n, row.max, row.scale,
-                                                            subnormal);
+    row.scale = scale;
+    row.subnormal = !stays_normal(scan, scale);
     return true;
+}
+
+// Pass 2 of softmax (exp stored) and log_softmax (d stored, split sum).
+template <class T>
+SplitSum softmax_exp_sums(const T* x, T* y, const uint8_t* mask, int64_t n,
+                          const PendingRow<T>& row, RowOp op) {
+    if (op == RowOp::softmax) {
+        return row_exp_sums<T, Stored::exp, false>(x, y, mask, n, row.max, row.scale,
+                                                   row.subnormal);
+    }
+    return row_exp_sums<T, Stored::centred, true>(x, y, mask, n, row.max, row.scale,
+                                                  row.subnormal);
+}
+
+// Pass 2 over the open rows of a group (unmasked, one temperature): one
+// call, the exp form picked once (the careful form where any row needs it:
+// on a row of normal results it gives the same bits), so that the loop's
+// constants stay in registers from row to row.
+template <class T, Stored kStore, bool kSplit>
+void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows,
+                    int64_t n, const bool* open, PendingRow<T>* pending) {
+    bool subnormal = false;
+    T scale = T(1);
+    for (int64_t r = 0; r < rows; ++r) {
+        if (open[r]) subnormal = subnormal || pending[r].subnormal, scale = pending[r].scale;
+    }
+    with_exp_flags(subnormal, scale != T(1), [&](auto sub, auto scaled) {
+        for (int64_t r = 0; r < rows; ++r) {
+            if (!open[r]) continue;
+            pending[r].sums =
+                exp_sums_impl<T, decltype(sub)::value, decltype(scaled)::value, kStore, kSplit,
+                              false>(x + r * x_stride, kStore == Stored::nothing ? nullptr : y + r * y_stride,
+                                     nullptr, n, pending[r].max, scale);
+        }
+    });
 }
 
 // softmax: 1 / sum; log_softmax: log(sum).
@@ -480,7 +518,9 @@ template <class T>
 void softmax_row_in_cache(const T* x, T* y, const uint8_t* mask, int64_t n, double temperature,
                           RowOp op) {
     PendingRow<T> row;
-    if (softmax_row_sums(x, y, mask, n, temperature, op, scan_row(x, mask, n), row)) {
+    if (open_softmax_row(x, y, mask, n, temperature, scale_of<T>(temperature), op,
+                         scan_row(x, mask, n), row)) {
+        row.sums = softmax_exp_sums(x, y, mask, n, row, op);
         finish_softmax_row(y, n, row_normalizer<T>(row.sums, op), op);
     }
 }
@@ -501,20 +541,20 @@ bool special_logsumexp(const RowScan<T>& scan, double& result) {
     return true;
 }
 
-// logsumexp's passes 1 and 2: false with the result in `done` for special
-// and wide rows, true when the row waits for logsumexp_of.
+// logsumexp's values for its exp pass: false with the result in `done` for
+// special and wide rows, true when the row waits for its exp pass and
+// logsumexp_of.
 template <class T>
-bool logsumexp_row_sums(const T* x, const uint8_t* mask, int64_t n, double temperature,
-                        const RowScan<T>& scan, PendingRow<T>& row, double& done) {
+bool open_logsumexp_row(const T* x, const uint8_t* mask, int64_t n, double temperature,
+                        T scale, const RowScan<T>& scan, PendingRow<T>& row, double& done) {
     if (special_logsumexp(scan, done)) return false;
     if (needs_wide(scan, temperature)) {
         done = wide_row_logsumexp(x, mask, n, scan.max, temperature);
         return false;
     }
     row.max = scan.max;
-    row.scale = static_cast<T>(1.0 / temperature);
-    row.sums = row_exp_sums<T, Stored::nothing, true>(x, nullptr, mask, n, row.max, row.scale,
-                                            !stays_normal(scan, row.scale));
+    row.scale = scale;
+    row.subnormal = !stays_normal(scan, scale);
     return true;
 }
 
@@ -527,9 +567,13 @@ template <class T>
 double logsumexp_row_in_cache(const T* x, const uint8_t* mask, int64_t n, double temperature) {
     PendingRow<T> row;
     double done;
-    return logsumexp_row_sums(x, mask, n, temperature, scan_row(x, mask, n), row, done)
-               ? logsumexp_of(row, temperature)
-               : done;
+    if (!open_logsumexp_row(x, mask, n, temperature, scale_of<T>(temperature),
+                            scan_row(x, mask, n), row, done)) {
+        return done;
+    }
+    row.sums = row_exp_sums<T, Stored::nothing, true>(x, nullptr, mask, n, row.max, row.scale,
+                                                      row.subnormal);
+    return logsumexp_of(row, temperature);
 }
 
 FS_LEVEL_END

@@ -66,7 +66,7 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
         scan[g] = {maxima[g], minima[g], n, nans[g] != 0};
         if (is_special(scan[g]) || needs_wide(scan[g], temperature)) return false;
     }
-    const T scale = static_cast<T>(1.0 / temperature);
+    const T scale = scale_of<T>(temperature);
     for (int g = 0; g < G; ++g) stays = stays && stays_normal(scan[g], scale);
     with_exp_flags(!stays, scale != T(1), [&](auto sub, auto scaled) {
         constexpr bool kSubnormal = decltype(sub)::value;
