@@ -19,22 +19,32 @@ import shutil
 import subprocess
 import sys
 
-# (pass, function name pattern, the instruction that marks its main loop)
+# (pass, function name pattern, the instruction that marks its main loop). The
+# functions named hold the unmasked and the masked loop: a loop that loads mask
+# bytes (MASK_LOAD) is never the one taken.
+STORED = r"\(fastsoftmax::\w+::\(anonymous namespace\)::Stored\)"
+LAST_PASS = r"(finish_softmax_row|softmax_row_in_cache)<float>\("  # inlined into the latter
 PASSES = (
-    ("scan (max, min, NaN)", r"scan_unmasked_row<float>\(", r"maxps"),
+    ("scan (max, min, NaN)", r"scan_row<float>\(", r"maxps"),
     (
         "exp + store + sum (softmax)",
-        r"exp_sums_impl<float, false, false, true, false, false>",
+        rf"exp_sums<float, false, false, {STORED}1, false>",
         r"v?fmadd|mulps",
     ),
     (
-        "exp + split sum (log_softmax, logsumexp)",
-        r"exp_sums_impl<float, false, false, false, true, false>",
+        "exp + store d + split sum (log_softmax)",
+        rf"exp_sums<float, false, false, {STORED}2, true>",
         r"v?fmadd|mulps",
     ),
-    ("scale (softmax)", r"scale_row<float>\(", r"mulps"),
-    ("subtract (log_softmax)", r"subtract_row_impl<false, false, float>\(", r"subps"),
+    (
+        "exp + split sum (logsumexp)",
+        rf"exp_sums<float, false, false, {STORED}0, true>",
+        r"v?fmadd|mulps",
+    ),
+    ("scale (softmax)", LAST_PASS, r"mulps"),
+    ("y -= log(sum) (log_softmax)", LAST_PASS, r"subps"),
 )
+MASK_LOAD = r"pmovzxb|punpcklbw|movzbl"
 LEVELS = {"avx512": 16, "avx2": 8, "sse2": 4}  # float lanes
 # The cores whose model is asked for each level (a level needs its ISA).
 CORES = {
@@ -105,6 +115,8 @@ def hot_loop(lines: list[tuple[int, str]], marker: str) -> list[str]:
         advances = any(re.match(r"(add|sub)\s+\$-?0x[0-9a-f]+,%r", t) for t in body)
         if not advances or any(t.startswith("ret") for t in body):
             continue  # a jump back to shared code, not a loop over the row
+        if any(re.search(MASK_LOAD, t) for t in body):
+            continue  # the masked loop
         score = sum(1 for t in body if re.match(rf"\S*({marker})", t))
         if not inner and score > best_score:
             best, best_score = body, score
