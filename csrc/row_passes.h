@@ -194,8 +194,18 @@ FS_INLINE void stored(T* y, const R& d, const R& e, int64_t count) {
     if constexpr (kStore == Stored::centred) store(y, d, count);
 }
 
-template <class T, bool kSubnormal, bool kScaled, Stored kStore, bool kSplit, bool kMasked>
-FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale) {
+// A row of stored d waiting for its last pass, y -= by, which an exp pass
+// over another row of the same length can carry (kLower).
+template <class T>
+struct RowToLower {
+    T* y = nullptr;
+    T by = T(0);
+};
+
+template <class T, bool kSubnormal, bool kScaled, Stored kStore, bool kSplit, bool kMasked,
+          bool kLower = false>
+FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale,
+                                 RowToLower<T> other = {}) {
     using S = Simd<T>;
     using Real = typename S::Real;
     using Ints = typename S::Ints;
@@ -228,6 +238,12 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
                 FS_EACH(k) {
                     stored<kStore>(y + i + k * S::lanes, d[k], e[k], S::lanes);
                     add_exp<kSplit>(a[k], at_count, d[k], e[k]);
+                }
+                if constexpr (kLower) {
+                    FS_EACH(k) {
+                        T* at = other.y + i + k * S::lanes;
+                        store(at, load(at, S::lanes, T(0)) - other.by, S::lanes);
+                    }
                 }
             }
         };
@@ -269,6 +285,12 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
                         add_exp<kSplit>(acc[1], at_count, d[k], e[k]);
                     }
                 }
+                if constexpr (kLower) {
+                    for (int64_t j = i; j < stop; j += L) {
+                        const int64_t count = stop - j < L ? stop - j : L;
+                        store(other.y + j, load(other.y + j, count, T(0)) - other.by, count);
+                    }
+                }
             }
         }
         totals.add(__builtin_convertvector((acc[0] + acc[1]) + (acc[2] + acc[3]), Doubles));
@@ -279,11 +301,12 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
 
 // One exp pass loop as a function of its own (inlined beside the masked
 // loop, or into a group's loop, the double loop ran 10-16% slower).
-template <class T, bool kSubnormal, bool kScaled, Stored kStore, bool kSplit, bool kMasked>
+template <class T, bool kSubnormal, bool kScaled, Stored kStore, bool kSplit, bool kMasked,
+          bool kLower = false>
 __attribute__((noinline)) SplitSum exp_sums_loop(const T* x, T* y, const uint8_t* mask, int64_t n,
-                                                 T max, T scale) {
-    return exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, kMasked>(x, y, mask, n, max,
-                                                                          scale);
+                                                 T max, T scale, RowToLower<T> other = {}) {
+    return exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, kMasked, kLower>(
+        x, y, mask, n, max, scale, other);
 }
 
 // The masked and unmasked loops compiled apart: a run-time mask test in the
@@ -468,10 +491,14 @@ SplitSum softmax_exp_sums(const T* x, T* y, const uint8_t* mask, int64_t n,
 // Pass 2 over the open rows of a group (unmasked, one temperature): one
 // call, the exp form picked once (the careful form where any row needs it:
 // on a row of normal results it gives the same bits), so that the loop's
-// constants stay in registers from row to row.
+// constants stay in registers from row to row. lower[r], where its y is
+// set, is a row of the previous group (same length) whose last pass rides in
+// row r's exp loop: that pass is bound by loads and stores, the exp loop by
+// the FMA pipes, and they overlap.
 template <class T, Stored kStore, bool kSplit>
 void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows,
-                    int64_t n, const bool* open, PendingRow<T>* pending) {
+                    int64_t n, const bool* open, PendingRow<T>* pending,
+                    RowToLower<T>* lower = nullptr) {
     bool subnormal = false;
     T scale = T(1);
     for (int64_t r = 0; r < rows; ++r) {
@@ -483,12 +510,27 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
             if (!open[r]) continue;
             const T* row_x = x + r * x_stride;
             T* row_y = kStore == Stored::nothing ? nullptr : y + r * y_stride;
+            const bool carries = lower != nullptr && lower[r].y != nullptr;
             if constexpr (sizeof(T) == 4) {
-                pending[r].sums = exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, false>(
-                    row_x, row_y, nullptr, n, pending[r].max, scale);
+                if (carries) {
+                    pending[r].sums =
+                        exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, false, true>(
+                            row_x, row_y, nullptr, n, pending[r].max, scale, lower[r]);
+                    lower[r].y = nullptr;
+                } else {
+                    pending[r].sums = exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, false>(
+                        row_x, row_y, nullptr, n, pending[r].max, scale);
+                }
             } else {  // double rows ran 10-16% slower with their loop inlined
-                pending[r].sums = exp_sums_loop<T, kSubnormal, kScaled, kStore, kSplit, false>(
-                    row_x, row_y, nullptr, n, pending[r].max, scale);
+                if (carries) {
+                    pending[r].sums =
+                        exp_sums_loop<T, kSubnormal, kScaled, kStore, kSplit, false, true>(
+                            row_x, row_y, nullptr, n, pending[r].max, scale, lower[r]);
+                    lower[r].y = nullptr;
+                } else {
+                    pending[r].sums = exp_sums_loop<T, kSubnormal, kScaled, kStore, kSplit, false>(
+                        row_x, row_y, nullptr, n, pending[r].max, scale);
+                }
             }
         }
     });
