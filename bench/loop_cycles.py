@@ -28,17 +28,17 @@ PASSES = (
     ("scan (max, min, NaN)", r"scan_row<float>\(", r"maxps"),
     (
         "exp + store + sum (softmax)",
-        rf"exp_sums<float, false, false, {STORED}1, false>",
+        rf"exp_sums_loop<float, false, false, {STORED}1, false, false, false>",
         r"v?fmadd|mulps",
     ),
     (
         "exp + store d + split sum (log_softmax)",
-        rf"exp_sums<float, false, false, {STORED}2, true>",
+        rf"exp_sums_loop<float, false, false, {STORED}2, true, false, false>",
         r"v?fmadd|mulps",
     ),
     (
         "exp + split sum (logsumexp)",
-        rf"exp_sums<float, false, false, {STORED}0, true>",
+        rf"exp_sums_loop<float, false, false, {STORED}0, true, false, false>",
         r"v?fmadd|mulps",
     ),
     ("scale (softmax)", LAST_PASS, r"mulps"),
