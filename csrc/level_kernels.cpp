@@ -57,7 +57,7 @@ int64_t group_rows(int64_t n) {
 }
 
 // Rows up to 64 KB carry the previous group's last pass in their exp loops:
-// measured faster up to rows of 16384 floats (6-8%), slower from 32000 (7-14%),
+// measured faster up to rows of 16384 floats and slower from 32000,
 // where the rows no longer stay in L2 between their passes.
 constexpr int64_t kCarryBytes = int64_t(64) << 10;
 

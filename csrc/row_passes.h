@@ -300,7 +300,7 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
 }
 
 // One exp pass loop as a function of its own (inlined beside the masked
-// loop, or into a group's loop, the double loop ran 10-16% slower).
+// loop, or into a group's loop, the double loop ran slower).
 template <class T, bool kSubnormal, bool kScaled, Stored kStore, bool kSplit, bool kMasked,
           bool kLower = false>
 __attribute__((noinline)) SplitSum exp_sums_loop(const T* x, T* y, const uint8_t* mask, int64_t n,
@@ -521,7 +521,7 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
                     pending[r].sums = exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, false>(
                         row_x, row_y, nullptr, n, pending[r].max, scale);
                 }
-            } else {  // double rows ran 10-16% slower with their loop inlined
+            } else {  // double rows ran slower with their loop inlined
                 if (carries) {
                     pending[r].sums =
                         exp_sums_loop<T, kSubnormal, kScaled, kStore, kSplit, false, true>(
