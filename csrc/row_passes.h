@@ -511,27 +511,19 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
             const T* row_x = x + r * x_stride;
             T* row_y = kStore == Stored::nothing ? nullptr : y + r * y_stride;
             const bool carries = lower != nullptr && lower[r].y != nullptr;
-            if constexpr (sizeof(T) == 4) {
-                if (carries) {
-                    pending[r].sums =
-                        exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, false, true>(
-                            row_x, row_y, nullptr, n, pending[r].max, scale, lower[r]);
-                    lower[r].y = nullptr;
-                } else {
-                    pending[r].sums = exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, false>(
-                        row_x, row_y, nullptr, n, pending[r].max, scale);
+            const RowToLower<T> other = carries ? lower[r] : RowToLower<T>{};
+            const auto pass = [&](auto lowers) FS_INLINE_LAMBDA {
+                constexpr bool kLower = decltype(lowers)::value;
+                if constexpr (sizeof(T) == 4) {
+                    return exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, false, kLower>(
+                        row_x, row_y, nullptr, n, pending[r].max, scale, other);
+                } else {  // double rows ran slower with their loop inlined
+                    return exp_sums_loop<T, kSubnormal, kScaled, kStore, kSplit, false, kLower>(
+                        row_x, row_y, nullptr, n, pending[r].max, scale, other);
                 }
-            } else {  // double rows ran slower with their loop inlined
-                if (carries) {
-                    pending[r].sums =
-                        exp_sums_loop<T, kSubnormal, kScaled, kStore, kSplit, false, true>(
-                            row_x, row_y, nullptr, n, pending[r].max, scale, lower[r]);
-                    lower[r].y = nullptr;
-                } else {
-                    pending[r].sums = exp_sums_loop<T, kSubnormal, kScaled, kStore, kSplit, false>(
-                        row_x, row_y, nullptr, n, pending[r].max, scale);
-                }
-            }
+            };
+            pending[r].sums = carries ? pass(std::true_type{}) : pass(std::false_type{});
+            if (carries) lower[r].y = nullptr;
         }
     });
 }
