@@ -66,6 +66,15 @@ bool carries_last_pass(int64_t n) {
     return n * int64_t(sizeof(T)) <= kCarryBytes;
 }
 
+// The last pass of the carried rows no exp loop took.
+template <class T>
+void lower_carried(RowToLower<T> (&carried)[kGroupRows], int64_t n) {
+    for (RowToLower<T>& row : carried) {
+        if (row.y != nullptr) lower_row(row.y, n, row.by);
+        row.y = nullptr;
+    }
+}
+
 // One group of in-cache rows. log_softmax leaves its rows' last pass
 // (y -= log(sum)) in `carried`, for the next group's exp loops to carry
 // (group_exp_sums); what they do not take is done here, and the caller does
@@ -90,16 +99,20 @@ void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int
         }
         return;
     }
+    const bool carry = carries_last_pass<T>(n);
     group_exp_sums<T, Stored::centred, true>(x, x_stride, y, y_stride, rows, n, open, pending,
-                                             carries_last_pass<T>(n) ? carried : nullptr);
-    for (RowToLower<T>& row : carried) {
-        if (row.y != nullptr) lower_row(row.y, n, row.by);
-        row.y = nullptr;
-    }
+                                             carry ? carried : nullptr);
+    lower_carried(carried, n);
     double log_sum[kGroupRows];
     log_sums_of(pending, open, rows, log_sum);
     for (int64_t r = 0; r < rows; ++r) {
-        if (open[r]) carried[r] = {y + r * y_stride, static_cast<T>(log_sum[r])};
+        if (!open[r]) continue;
+        const RowToLower<T> row = {y + r * y_stride, static_cast<T>(log_sum[r])};
+        if (carry) {
+            carried[r] = row;
+        } else {
+            lower_row(row.y, n, row.by);  // rows too long to carry: while still near
+        }
     }
 }
 
@@ -130,9 +143,7 @@ void softmax_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t 
         softmax_row_group(x + r * x_stride, x_stride, y + r * y_stride, y_stride,
                           rows - r < group ? rows - r : group, n, temperature, op, carried);
     }
-    for (const RowToLower<T>& row : carried) {
-        if (row.y != nullptr) lower_row(row.y, n, row.by);
-    }
+    lower_carried(carried, n);
 }
 
 template <class T>
