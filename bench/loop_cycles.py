@@ -23,22 +23,23 @@ import sys
 # functions named hold the unmasked and the masked loop: a loop that loads mask
 # bytes (MASK_LOAD) is never the one taken.
 STORED = r"\(fastsoftmax::\w+::\(anonymous namespace\)::Stored\)"
+NO_CARRY = r"\(fastsoftmax::\w+::\(anonymous namespace\)::LastPass\)0"  # no carried last pass
 LAST_PASS = r"(finish_softmax_row|softmax_row_in_cache)<float>\("  # inlined into the latter
 PASSES = (
     ("scan (max, min, NaN)", r"scan_row<float>\(", r"maxps"),
     (
         "exp + store + sum (softmax)",
-        rf"exp_sums_loop<float, false, false, {STORED}1, false, false, false>",
+        rf"exp_sums_loop<float, false, false, {STORED}1, false, false, {NO_CARRY}>",
         r"v?fmadd|mulps",
     ),
     (
         "exp + store d + split sum (log_softmax)",
-        rf"exp_sums_loop<float, false, false, {STORED}2, true, false, false>",
+        rf"exp_sums_loop<float, false, false, {STORED}2, true, false, {NO_CARRY}>",
         r"v?fmadd|mulps",
     ),
     (
         "exp + split sum (logsumexp)",
-        rf"exp_sums_loop<float, false, false, {STORED}0, true, false, false>",
+        rf"exp_sums_loop<float, false, false, {STORED}0, true, false, {NO_CARRY}>",
         r"v?fmadd|mulps",
     ),
     ("scale (softmax)", LAST_PASS, r"mulps"),

@@ -68,21 +68,21 @@ bool carries_last_pass(int64_t n) {
 
 // The last pass of the carried rows no exp loop took.
 template <class T>
-void lower_carried(RowToLower<T> (&carried)[kGroupRows], int64_t n) {
-    for (RowToLower<T>& row : carried) {
-        if (row.y != nullptr) lower_row(row.y, n, row.by);
+void finish_carried(CarriedRow<T> (&carried)[kGroupRows], int64_t n, RowOp op) {
+    for (CarriedRow<T>& row : carried) {
+        if (row.y != nullptr) finish_softmax_row(row.y, n, row.by, op);
         row.y = nullptr;
     }
 }
 
-// One group of in-cache rows. log_softmax leaves its rows' last pass
-// (y -= log(sum)) in `carried`, for the next group's exp loops to carry
-// (group_exp_sums); what they do not take is done here, and the caller does
-// the last group's.
+// One group of in-cache rows. Its rows' last pass (y *= 1 / sum, or
+// y -= log(sum)) is left in `carried`, for the next group's exp loops to
+// carry (group_exp_sums); what they do not take is done here, and the caller
+// does the last group's.
 template <class T>
 void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows,
                        int64_t n, double temperature, RowOp op,
-                       RowToLower<T> (&carried)[kGroupRows]) {
+                       CarriedRow<T> (&carried)[kGroupRows]) {
     PendingRow<T> pending[kGroupRows];
     bool open[kGroupRows];
     const T scale = scale_of<T>(temperature);
@@ -92,26 +92,30 @@ void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int
         open[r] = open_softmax_row(x + r * x_stride, y + r * y_stride, nullptr, n, temperature,
                                    scale, op, scan[r], pending[r]);
     }
-    if (op == RowOp::softmax) {
-        group_exp_sums<T, Stored::exp, false>(x, x_stride, y, y_stride, rows, n, open, pending);
-        for (int64_t r = 0; r < rows; ++r) {
-            if (open[r]) scale_row(y + r * y_stride, n, row_normalizer<T>(pending[r].sums, op));
-        }
-        return;
-    }
     const bool carry = carries_last_pass<T>(n);
-    group_exp_sums<T, Stored::centred, true>(x, x_stride, y, y_stride, rows, n, open, pending,
-                                             carry ? carried : nullptr);
-    lower_carried(carried, n);
-    double log_sum[kGroupRows];
-    log_sums_of(pending, open, rows, log_sum);
+    CarriedRow<T>* carrying = carry ? carried : nullptr;
+    T normalizer[kGroupRows];
+    if (op == RowOp::softmax) {
+        group_exp_sums<T, Stored::exp, false>(x, x_stride, y, y_stride, rows, n, open, pending,
+                                              carrying);
+        for (int64_t r = 0; r < rows; ++r) {
+            if (open[r]) normalizer[r] = row_normalizer<T>(pending[r].sums, op);
+        }
+    } else {
+        group_exp_sums<T, Stored::centred, true>(x, x_stride, y, y_stride, rows, n, open,
+                                                 pending, carrying);
+        double log_sum[kGroupRows];
+        log_sums_of(pending, open, rows, log_sum);
+        for (int64_t r = 0; r < rows; ++r) normalizer[r] = static_cast<T>(log_sum[r]);
+    }
+    finish_carried(carried, n, op);
     for (int64_t r = 0; r < rows; ++r) {
         if (!open[r]) continue;
-        const RowToLower<T> row = {y + r * y_stride, static_cast<T>(log_sum[r])};
+        const CarriedRow<T> row = {y + r * y_stride, normalizer[r]};
         if (carry) {
             carried[r] = row;
         } else {
-            lower_row(row.y, n, row.by);  // rows too long to carry: while still near
+            finish_softmax_row(row.y, n, row.by, op);  // rows too long to carry: while still near
         }
     }
 }
@@ -138,12 +142,12 @@ void softmax_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t 
                                                static_cast<T*>(nullptr), 0, one_row);
     if (done) return;
     const int64_t group = group_rows<T>(n);
-    RowToLower<T> carried[kGroupRows] = {};
+    CarriedRow<T> carried[kGroupRows] = {};
     for (int64_t r = 0; r < rows; r += group) {
         softmax_row_group(x + r * x_stride, x_stride, y + r * y_stride, y_stride,
                           rows - r < group ? rows - r : group, n, temperature, op, carried);
     }
-    lower_carried(carried, n);
+    finish_carried(carried, n, op);
 }
 
 template <class T>

@@ -194,18 +194,29 @@ FS_INLINE void stored(T* y, const R& d, const R& e, int64_t count) {
     if constexpr (kStore == Stored::centred) store(y, d, count);
 }
 
-// A row of stored d waiting for its last pass, y -= by, which an exp pass
-// over another row of the same length can carry (kLower).
+// The last pass of a row: y *= 1 / sum over stored exp (softmax), or
+// y -= log(sum) over stored d (log_softmax).
+enum class LastPass { none, scale, lower };
+
+template <LastPass kLast, class R, class T>
+FS_INLINE R last_pass_of(const R& v, T by) {
+    static_assert(kLast != LastPass::none);
+    if constexpr (kLast == LastPass::scale) return v * by;
+    return v - by;
+}
+
+// A row waiting for its last pass, which an exp pass over another row of the
+// same length can carry (kCarried).
 template <class T>
-struct RowToLower {
+struct CarriedRow {
     T* y = nullptr;
     T by = T(0);
 };
 
 template <class T, bool kSubnormal, bool kScaled, Stored kStore, bool kSplit, bool kMasked,
-          bool kLower = false>
+          LastPass kCarried = LastPass::none>
 FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale,
-                                 RowToLower<T> other = {}) {
+                                 CarriedRow<T> other = {}) {
     using S = Simd<T>;
     using Real = typename S::Real;
     using Ints = typename S::Ints;
@@ -239,10 +250,11 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
                     stored<kStore>(y + i + k * S::lanes, d[k], e[k], S::lanes);
                     add_exp<kSplit>(a[k], at_count, d[k], e[k]);
                 }
-                if constexpr (kLower) {
+                if constexpr (kCarried != LastPass::none) {
                     FS_EACH(k) {
                         T* at = other.y + i + k * S::lanes;
-                        store(at, load(at, S::lanes, T(0)) - other.by, S::lanes);
+                        store(at, last_pass_of<kCarried>(load(at, S::lanes, T(0)), other.by),
+                              S::lanes);
                     }
                 }
             }
@@ -285,10 +297,12 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
                         add_exp<kSplit>(acc[1], at_count, d[k], e[k]);
                     }
                 }
-                if constexpr (kLower) {
+                if constexpr (kCarried != LastPass::none) {
                     for (int64_t j = i; j < stop; j += L) {
                         const int64_t count = stop - j < L ? stop - j : L;
-                        store(other.y + j, load(other.y + j, count, T(0)) - other.by, count);
+                        store(other.y + j,
+                              last_pass_of<kCarried>(load(other.y + j, count, T(0)), other.by),
+                              count);
                     }
                 }
             }
@@ -302,10 +316,10 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
 // One exp pass loop as a function of its own (inlined beside the masked
 // loop, or into a group's loop, the double loop ran slower).
 template <class T, bool kSubnormal, bool kScaled, Stored kStore, bool kSplit, bool kMasked,
-          bool kLower = false>
+          LastPass kCarried = LastPass::none>
 __attribute__((noinline)) SplitSum exp_sums_loop(const T* x, T* y, const uint8_t* mask, int64_t n,
-                                                 T max, T scale, RowToLower<T> other = {}) {
-    return exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, kMasked, kLower>(
+                                                 T max, T scale, CarriedRow<T> other = {}) {
+    return exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, kMasked, kCarried>(
         x, y, mask, n, max, scale, other);
 }
 
@@ -331,23 +345,13 @@ SplitSum row_exp_sums(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T
     });
 }
 
-// softmax pass 3: y *= 1 / sum.
-template <class T>
-FS_INLINE void scale_row(T* y, int64_t n, T factor) {
+// Pass 3 of a row (LastPass).
+template <LastPass kLast, class T>
+FS_INLINE void last_pass_row(T* y, int64_t n, T by) {
     using Real = typename Simd<T>::Real;
     Real unused[4];
     visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) {
-        store(y + i, load(y + i, count, T(0)) * factor, count);
-    });
-}
-
-// log_softmax pass 3 over a row of stored d: y -= log_sum.
-template <class T>
-FS_INLINE void lower_row(T* y, int64_t n, T log_sum) {
-    using Real = typename Simd<T>::Real;
-    Real unused[4];
-    visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) {
-        store(y + i, load(y + i, count, T(0)) - log_sum, count);
+        store(y + i, last_pass_of<kLast>(load(y + i, count, T(0)), by), count);
     });
 }
 
@@ -488,17 +492,23 @@ SplitSum softmax_exp_sums(const T* x, T* y, const uint8_t* mask, int64_t n,
                                                   row.subnormal);
 }
 
+// The last pass that follows pass 2 with kStore.
+template <Stored kStore>
+constexpr LastPass kLastPassOf = kStore == Stored::exp       ? LastPass::scale
+                                 : kStore == Stored::centred ? LastPass::lower
+                                                             : LastPass::none;
+
 // Pass 2 over the open rows of a group (unmasked, one temperature): one
 // call, the exp form picked once (the careful form where any row needs it:
 // on a row of normal results it gives the same bits), so that the loop's
-// constants stay in registers from row to row. lower[r], where its y is
+// constants stay in registers from row to row. carried[r], where its y is
 // set, is a row of the previous group (same length) whose last pass rides in
 // row r's exp loop: that pass is bound by loads and stores, the exp loop by
 // the FMA pipes, and they overlap.
 template <class T, Stored kStore, bool kSplit>
 void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows,
                     int64_t n, const bool* open, PendingRow<T>* pending,
-                    RowToLower<T>* lower = nullptr) {
+                    CarriedRow<T>* carried = nullptr) {
     bool subnormal = false;
     T scale = T(1);
     for (int64_t r = 0; r < rows; ++r) {
@@ -510,20 +520,21 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
             if (!open[r]) continue;
             const T* row_x = x + r * x_stride;
             T* row_y = kStore == Stored::nothing ? nullptr : y + r * y_stride;
-            const bool carries = lower != nullptr && lower[r].y != nullptr;
-            const RowToLower<T> other = carries ? lower[r] : RowToLower<T>{};
-            const auto pass = [&](auto lowers) FS_INLINE_LAMBDA {
-                constexpr bool kLower = decltype(lowers)::value;
+            const bool carries = carried != nullptr && carried[r].y != nullptr;
+            const CarriedRow<T> other = carries ? carried[r] : CarriedRow<T>{};
+            const auto pass = [&](auto carry) FS_INLINE_LAMBDA {
+                constexpr LastPass kCarried =
+                    decltype(carry)::value ? kLastPassOf<kStore> : LastPass::none;
                 if constexpr (sizeof(T) == 4) {
-                    return exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, false, kLower>(
+                    return exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, false, kCarried>(
                         row_x, row_y, nullptr, n, pending[r].max, scale, other);
                 } else {  // double rows ran slower with their loop inlined
-                    return exp_sums_loop<T, kSubnormal, kScaled, kStore, kSplit, false, kLower>(
+                    return exp_sums_loop<T, kSubnormal, kScaled, kStore, kSplit, false, kCarried>(
                         row_x, row_y, nullptr, n, pending[r].max, scale, other);
                 }
             };
             pending[r].sums = carries ? pass(std::true_type{}) : pass(std::false_type{});
-            if (carries) lower[r].y = nullptr;
+            if (carries) carried[r].y = nullptr;
         }
     });
 }
@@ -557,9 +568,9 @@ void log_sums_of(const PendingRow<T>* pending, const bool* open, int64_t rows, d
 template <class T>
 void finish_softmax_row(T* y, int64_t n, T normalizer, RowOp op) {
     if (op == RowOp::softmax) {
-        scale_row(y, n, normalizer);
+        last_pass_row<LastPass::scale>(y, n, normalizer);
     } else {
-        lower_row(y, n, normalizer);
+        last_pass_row<LastPass::lower>(y, n, normalizer);
     }
 }
 
