@@ -3,7 +3,9 @@
 // work happens in the kernel table's entries.
 //
 // A batch's rows take one of four paths, chosen from the strides:
-//   contiguous rows, no mask   the `rows` entries (short rows a few at a time)
+//   contiguous rows, no mask   the `rows` entries, every row of an outer index
+//                              in one call (short rows a few at a time, groups
+//                              of rows carrying each other's last pass)
 //   contiguous rows, a mask    the `row` entries, row by row
 //   columns (a non-last axis, neighbouring rows adjacent, no mask)
 //                              the column sweep, tiles of kSweepBytes of each
@@ -18,6 +20,7 @@
 #include "softmax_batch.h"
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "dispatch.h"
@@ -31,6 +34,9 @@ using std::uint8_t;
 
 constexpr int64_t kTileBytes = int64_t(256) << 10;
 constexpr int64_t kMaxTileRows = 16;
+// The `rows` entries take whole runs of rows: a call per few rows cut the
+// runs of groups that carry each other's last pass.
+constexpr int64_t kAllRows = std::numeric_limits<int64_t>::max();
 // The column sweep's tile: this many bytes of each row (its per-column state,
 // about 300 bytes a float column, then stays in L2).
 constexpr int64_t kSweepBytes = int64_t(4) << 10;
@@ -152,7 +158,7 @@ struct SoftmaxRun {
     RowOp op;
 
     void rows(int64_t first, int64_t last) const {
-        for_each_tile(first, last, extent.inner, kMaxTileRows,
+        for_each_tile(first, last, extent.inner, kAllRows,
                       [&](int64_t o, int64_t i, int64_t width) {
                           FS_TYPED(kernels, softmax_rows)(row_pointer(x, o, i), x.stride[1],
                                                           row_pointer(y, o, i), y.stride[1], width,
@@ -206,7 +212,7 @@ struct LogsumexpRun {
     double temperature;
 
     void rows(int64_t first, int64_t last) const {
-        for_each_tile(first, last, extent.inner, kMaxTileRows,
+        for_each_tile(first, last, extent.inner, kAllRows,
                       [&](int64_t o, int64_t i, int64_t width) {
                           FS_TYPED(kernels, logsumexp_rows)(row_pointer(x, o, i), x.stride[1],
                                                             row_pointer(y, o, i), y.stride[1],
