@@ -273,7 +273,7 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
                 const int64_t left = stop - i;
                 const int64_t full = left / L, tail = left % L;
                 const auto live = lane_indices<Ints>() < typename S::Int(tail);
-                Real d[K], e[K];
+                Real d[K] = {}, e[K];  // d[k] past the live vectors is never read
                 FS_EACH(k) {
                     if (k < full) {
                         d[k] = centred<kScaled>(load(x + i + k * L, L, T(0)), max, scale);

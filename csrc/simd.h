@@ -178,7 +178,10 @@ FS_INLINE R lookup(const float* table, I index) {
     for (std::size_t k = 0; k < sizeof(R); k += 64) {
         __m512i piece_index;
         std::memcpy(&piece_index, reinterpret_cast<const char*>(&index) + k, 64);
-        const __m512 piece = _mm512_permutexvar_ps(piece_index, entries);
+        // (the masked form: the plain one's undefined source trips GCC 12's
+        // -Wuninitialized; an all-ones mask compiles to the same vpermps)
+        const __m512 piece = _mm512_mask_permutexvar_ps(entries, __mmask16(0xffff), piece_index,
+                                                        entries);
         std::memcpy(reinterpret_cast<char*>(&result) + k, &piece, 64);
     }
     return result;

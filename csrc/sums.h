@@ -124,6 +124,17 @@ FS_INLINE void add_exp(R& acc, I& at_count, const R& d, const R& e) {
 // integer pipes (popcnt). Written as vector code, the comparison was made
 // twice and widened to a vector to be subtracted: four vector operations a
 // vector more, on the pipes the exp pass is bound by. The count is the same.
+// (not std::conditional_t<kFloat, __m512, __m512d>: a template argument
+// drops the types' alignment attributes, and GCC warns)
+template <bool kFloat>
+struct Avx512Register {
+    using type = __m512;
+};
+template <>
+struct Avx512Register<false> {
+    using type = __m512d;
+};
+
 template <bool kSplit, class R>
 FS_INLINE void add_exp(R& acc, int64_t& at_count, const R& d, const R& e) {
     static_assert(sizeof(R) == 64);
@@ -132,7 +143,7 @@ FS_INLINE void add_exp(R& acc, int64_t& at_count, const R& d, const R& e) {
         return;
     }
     constexpr bool kFloat = sizeof(R{}[0]) == 4;
-    using Register = std::conditional_t<kFloat, __m512, __m512d>;
+    using Register = typename Avx512Register<kFloat>::type;
     Register a, dv, ev;
     std::memcpy(&a, &acc, 64), std::memcpy(&dv, &d, 64), std::memcpy(&ev, &e, 64);
     unsigned at_max;

@@ -35,7 +35,12 @@ def _load_cpp() -> None:
     try:
         _modules["cpp"] = one_step = importlib.import_module("fastsoftmax._cpp_backend")
     except ImportError as error:
-        _errors["cpp"] = f"the compiled extension did not import: {error}"
+        note = os.path.join(os.path.dirname(__file__), "_no_extension.txt")
+        if os.path.exists(note):  # written by the build that left the extension out
+            with open(note, encoding="utf-8") as f:
+                _errors["cpp"] = f"the extension was not built: {f.read().strip()}"
+        else:
+            _errors["cpp"] = f"the compiled extension did not import: {error}"
 
 
 def _numba_installed() -> bool:
