@@ -7,6 +7,10 @@
 #include <cstdint>
 #include <iterator>
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#endif
+
 namespace fastsoftmax {
 namespace {
 
@@ -19,16 +23,33 @@ struct Level {
 bool always() { return true; }
 
 #if defined(__x86_64__) || defined(_M_X64)
-bool cpu_has_avx512() {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("fma");
+// The CPU's features from cpuid, and the register state the OS saves from
+// xgetbv: __builtin_cpu_supports needs a runtime library that clang++
+// targeting Windows does not link.
+struct X86Features {
+    bool avx2_fma = false;
+    bool avx512 = false;  // F, DQ, BW, VL
+};
+
+X86Features x86_features() {
+    X86Features features;
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return features;
+    const bool fma = c & bit_FMA;
+    if (!(c & bit_OSXSAVE) || !(c & bit_AVX)) return features;  // no AVX state saved
+    unsigned xcr0_low, xcr0_high;
+    __asm__("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+    const bool ymm_saved = (xcr0_low & 0x6) == 0x6;             // SSE and AVX state
+    const bool zmm_saved = (xcr0_low & 0xe6) == 0xe6;           // and opmask, ZMM state
+    if (!ymm_saved || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return features;
+    features.avx2_fma = fma && (b & bit_AVX2);
+    constexpr unsigned kAvx512 = bit_AVX512F | bit_AVX512DQ | bit_AVX512BW | bit_AVX512VL;
+    features.avx512 = features.avx2_fma && zmm_saved && (b & kAvx512) == kAvx512;
+    return features;
 }
-bool cpu_has_avx2() {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
+
+bool cpu_has_avx512() { return x86_features().avx512; }
+bool cpu_has_avx2() { return x86_features().avx2_fma; }
 // avx2_wide runs the AVX-512 vector width on AVX2 instructions: never picked
 // by itself, it lets an AVX2 machine test the widest code path.
 const Level kLevels[] = {

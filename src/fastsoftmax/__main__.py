@@ -301,7 +301,10 @@ def _add_accuracy(commands: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="fastsoftmax", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"fastsoftmax {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="version, backends, SIMD level, threads").set_defaults(
         run=_info

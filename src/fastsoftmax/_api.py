@@ -19,6 +19,7 @@ from numpy.typing import ArrayLike
 from . import _backends
 from ._validation import (
     Axis,
+    Backend,
     as_input,
     check_out,
     check_temperature,
@@ -43,7 +44,7 @@ def _softmax_like(
     temperature: Any,
     where: Any,
     out: np.ndarray | None,
-    backend: str | None,
+    backend: Backend | None,
     log: bool,
 ) -> Any:
     impl = _backends.get(backend)
@@ -87,7 +88,7 @@ def softmax(
     temperature: float = 1.0,
     where: ArrayLike | None = None,
     out: np.ndarray | None = None,
-    backend: str | None = None,
+    backend: Backend | None = None,
 ) -> Any:
     """Softmax of ``x / temperature`` along ``axis``: ``exp(x - max) / sum``.
 
@@ -129,7 +130,7 @@ def log_softmax(
     temperature: float = 1.0,
     where: ArrayLike | None = None,
     out: np.ndarray | None = None,
-    backend: str | None = None,
+    backend: Backend | None = None,
 ) -> Any:
     """``log(softmax(x / temperature))`` along ``axis``, computed without the
     cancellation of taking the log of a probability. Masked entries (and rows
@@ -150,7 +151,7 @@ def logsumexp(
     temperature: float = 1.0,
     where: ArrayLike | None = None,
     out: np.ndarray | None = None,
-    backend: str | None = None,
+    backend: Backend | None = None,
     b: ArrayLike | None = None,
     return_sign: bool = False,
 ) -> Any:

@@ -33,7 +33,15 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _backends, _layout
-from ._validation import Axis, check_out, check_where, dtypes_for, is_same_view, reduction_axes
+from ._validation import (
+    Axis,
+    Backend,
+    check_out,
+    check_where,
+    dtypes_for,
+    is_same_view,
+    reduction_axes,
+)
 
 # Elements per buffer of the elementwise pass (4 operands of float64: 1 MiB);
 # also the size under which an input is computed on plain temporaries.
@@ -50,7 +58,7 @@ def softmax_grad(
     *,
     where: ArrayLike | None = None,
     out: np.ndarray | None = None,
-    backend: str | None = None,
+    backend: Backend | None = None,
 ) -> Any:
     """Gradient with respect to the logits of a loss, given ``y = softmax(x, axis)``
     and ``grad``, its gradient with respect to ``y``: ``y * (grad - sum(grad * y))``.
@@ -85,7 +93,7 @@ def log_softmax_grad(
     *,
     where: ArrayLike | None = None,
     out: np.ndarray | None = None,
-    backend: str | None = None,
+    backend: Backend | None = None,
 ) -> Any:
     """Gradient with respect to the logits of a loss, given ``y = log_softmax(x, axis)``
     and ``grad``, its gradient with respect to ``y``: ``grad - exp(y) * sum(grad)``.
@@ -103,7 +111,7 @@ def _backward(
     axis: Axis,
     where: Any,
     out: np.ndarray | None,
-    backend: str | None,
+    backend: Backend | None,
     log: bool,
 ) -> Any:
     impl = _backends.get(backend)

@@ -25,13 +25,14 @@ import math
 import operator
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _backends, _layout
 from ._validation import (
+    Backend,
     as_input,
     check_temperature,
     check_where,
@@ -74,13 +75,13 @@ def cross_entropy(
     target: ArrayLike,
     *,
     axis: int = -1,
-    reduction: str = "mean",
+    reduction: Literal["mean", "sum", "none"] = "mean",
     label_smoothing: float = 0.0,
     temperature: float = 1.0,
     where: ArrayLike | None = None,
     ignore_index: int = -100,
     check_probabilities: bool = True,
-    backend: str | None = None,
+    backend: Backend | None = None,
 ) -> Any:
     """Cross-entropy between ``target`` and ``softmax(logits / temperature)``,
     computed from the logits (logsumexp and the target term), as

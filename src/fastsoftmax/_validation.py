@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import operator
 from types import ModuleType
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import numpy as np
 
@@ -26,11 +26,14 @@ except ImportError:
     AxisError = np.AxisError  # type: ignore[attr-defined,misc]  # noqa: NPY201
 
 Axis = Union[int, tuple[int, ...], None]
+# The backend= names (checked again at run time: a typo raises ValueError).
+Backend = Literal["cpp", "numba", "numpy"]
 
 __all__ = [
     "MAX_DIMS",
     "Axis",
     "AxisError",
+    "Backend",
     "as_input",
     "check_out",
     "check_temperature",
