@@ -241,7 +241,15 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
                 for (int k = 0; k < 4; ++k) visit(i + k * S::lanes, S::lanes, a[k]);
             } else {  // the four exps interleaved
                 constexpr int K = 4;
-                Real d[K], e[K];
+                Real d[K], e[K], carried[K];
+                // softmax: the carried row's loads before this row's stores (a
+                // row a multiple of 4 KiB back shares their address bits below
+                // 4 KiB, and a load behind such a store waits for it). Not for
+                // log_softmax, whose split sum holds more registers: slower there.
+                constexpr bool kEarly = kCarried == LastPass::scale;
+                if constexpr (kEarly) {
+                    FS_EACH(k) carried[k] = load(other.y + i + k * S::lanes, S::lanes, T(0));
+                }
                 FS_EACH(k) d[k] = centred<kScaled>(load(x + i + k * S::lanes, S::lanes, T(0)),
                                                    max, scale);
                 FS_EACH(k) e[k] = d[k];
@@ -253,8 +261,8 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
                 if constexpr (kCarried != LastPass::none) {
                     FS_EACH(k) {
                         T* at = other.y + i + k * S::lanes;
-                        store(at, last_pass_of<kCarried>(load(at, S::lanes, T(0)), other.by),
-                              S::lanes);
+                        if constexpr (!kEarly) carried[k] = load(at, S::lanes, T(0));
+                        store(at, last_pass_of<kCarried>(carried[k], other.by), S::lanes);
                     }
                 }
             }
