@@ -51,11 +51,13 @@ X86Features x86_features() {
 bool cpu_has_avx512() { return x86_features().avx512; }
 bool cpu_has_avx2() { return x86_features().avx2_fma; }
 // avx2_wide runs the AVX-512 vector width on AVX2 instructions: never picked
-// by itself, it lets an AVX2 machine test the widest code path.
+// by itself, it lets an AVX2 machine test the widest code path (test builds).
 const Level kLevels[] = {
     {&avx512::kernels, &cpu_has_avx512, true},
     {&avx2::kernels, &cpu_has_avx2, true},
+#if defined(FASTSOFTMAX_TEST_LEVELS)
     {&avx2_wide::kernels, &cpu_has_avx2, false},
+#endif
     {&sse2::kernels, &always, true},
 };
 #elif defined(__aarch64__) || defined(_M_ARM64)
