@@ -113,3 +113,15 @@ bool run_on_pool(std::int64_t parts, const std::function<void(std::int64_t)>& pa
 }
 
 }  // namespace fastsoftmax
+
+// threadpoolctl finds a library by its file name and confirms it by a symbol
+// it exports: this one (src/fastsoftmax/_threads.py). The thread count proper
+// is set through Python, which also sets the numba backend's.
+#if defined(_WIN32)
+#define FASTSOFTMAX_EXPORT __declspec(dllexport)
+#else
+#define FASTSOFTMAX_EXPORT __attribute__((visibility("default")))
+#endif
+extern "C" FASTSOFTMAX_EXPORT int fastsoftmax_get_num_threads() {
+    return fastsoftmax::get_num_threads();
+}

@@ -37,8 +37,9 @@ def backends() -> tuple[str, ...]:
 
 
 def set_num_threads(n: int) -> None:
-    """Threads used for large inputs (default: the CPUs this process may use,
-    or the environment variable FASTSOFTMAX_NUM_THREADS). Results do not
+    """Threads used for large inputs. The default: FASTSOFTMAX_NUM_THREADS, then
+    OMP_NUM_THREADS, else the CPUs this process may run on capped by its
+    cgroup's CPU quota. threadpoolctl's limits set it too. Results do not
     depend on it."""
     _backends.set_num_threads(n)
 

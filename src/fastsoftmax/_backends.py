@@ -13,7 +13,7 @@ import importlib.util
 import os
 from types import ModuleType
 
-from . import _reference
+from . import _reference, _threads
 
 PREFERENCE = ("cpp", "numba", "numpy")
 
@@ -108,19 +108,6 @@ def get_num_threads() -> int:
     return _num_threads
 
 
-def _default_threads() -> int:
-    value = os.environ.get("FASTSOFTMAX_NUM_THREADS")
-    if value:
-        try:
-            return max(1, int(value))
-        except ValueError:
-            pass
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _apply_simd_override() -> None:
     level = os.environ.get("FASTSOFTMAX_SIMD")
     cpp = _modules.get("cpp")
@@ -135,4 +122,6 @@ def _apply_simd_override() -> None:
 
 _load_cpp()
 _apply_simd_override()
-set_num_threads(_default_threads())
+set_num_threads(_threads.default_threads())
+if "cpp" in _modules:
+    _threads.register_with_threadpoolctl()
