@@ -48,6 +48,20 @@ def test_license_and_typing_ship_with_the_package():
     assert (PACKAGE / "_core.pyi").is_file()
 
 
+def _python(*args: str, timeout: float) -> str:
+    """Run this Python in the checkout; assert it succeeds; what it printed."""
+    done = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def _sdist_expected() -> set[str]:
     names = {"PKG-INFO", "pyproject.toml", "CMakeLists.txt", "README.md", "LICENSE"}
     names |= {f"csrc/{p.name}" for p in (ROOT / "csrc").iterdir() if p.suffix in (".h", ".cpp")}
@@ -63,22 +77,14 @@ def _sdist_expected() -> set[str]:
 def test_sdist_holds_what_a_build_needs_and_nothing_else(tmp_path):
     """The C++ sources, the build files, the package and its data; no tests,
     bench, docs, CI scripts, caches or build trees."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from scikit_build_core.build import build_sdist; "
-            "print(build_sdist(sys.argv[1]))",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    out = _python(
+        "-c",
+        "import sys; from scikit_build_core.build import build_sdist; "
+        "print(build_sdist(sys.argv[1]))",
+        str(tmp_path),
         timeout=300,
-        check=False,
     )
-    assert done.returncode == 0, done.stderr
-    archive = tmp_path / done.stdout.strip().splitlines()[-1]
+    archive = tmp_path / out.strip().splitlines()[-1]
     prefix = f"fastsoftmax-{fs.__version__}/"
     with tarfile.open(archive) as sdist:
         names = {m.name for m in sdist.getmembers() if m.isfile()}
@@ -160,16 +166,7 @@ def test_cibuildwheel_builds_every_python_and_architecture(platform):
     if sys.version_info < (3, 11):
         pytest.skip("cibuildwheel runs on Python >= 3.11 (the test extra installs it there)")
     command = ["cibuildwheel", "--platform", platform, "--print-build-identifiers", str(ROOT)]
-    done = subprocess.run(
-        [sys.executable, "-m", *command],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    builds = [line.split("-", 1) for line in done.stdout.split()]
+    builds = [line.split("-", 1) for line in _python("-m", *command, timeout=120).split()]
     pythons = {python for python, _ in builds}
     assert {tag for _, tag in builds} == WHEEL_PLATFORMS[platform]
     assert len(builds) == len(pythons) * len(WHEEL_PLATFORMS[platform])
