@@ -90,6 +90,12 @@ def assert_matches_oracle(kind: str, y, x, axis=-1, temperature=1.0, where=None)
     y = np.asarray(y)
     ref = oracle(kind, x, axis, temperature, where)
     assert y.shape == ref.shape
+    if y.dtype.kind in "fV" and y.dtype.itemsize < ref.dtype.itemsize:
+        # beyond the result dtype's range the rounded result is +-inf
+        big = np.abs(ref) > float(np.finfo(np.float32 if y.dtype.kind == "V" else y.dtype).max)
+        if big.any():
+            with np.errstate(over="ignore"):
+                ref = np.where(big, ref.astype(y.dtype).astype(ref.dtype), ref)
     work = compute_dtype(x.dtype) if x.dtype.kind == "f" else np.dtype(np.float64)
     eps = float(np.finfo(work).eps)
     tiny = float(np.finfo(work).tiny)

@@ -236,6 +236,30 @@ def test_where(backend, dtype, kind):
         np.testing.assert_allclose(got[r][keep[r]], want, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_where_on_16_bit_sums_in_float32(backend, kind, dtype):
+    """Found by the fuzzer: with where=, softmax_grad's row sum multiplied
+    16-bit y and grad in their own dtype, so each product was rounded to 8
+    or 11 bits before the float32 sum (1e-2 relative error after cancellation)."""
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    dtype = np.dtype(dtype)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 4000)).astype(np.float32)
+    keep = rng.random(x.shape) < 0.7
+    y = FORWARD[kind](x, where=keep).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    got = BACKWARD[kind](y, g, where=keep, backend=backend)
+    assert got.dtype == dtype
+    want = BACKWARD[kind](y.astype(np.float64), g.astype(np.float64), where=keep)
+    # the result's own rounding (8 bits for bfloat16; float16's subnormals
+    # below 6e-5), nothing more
+    half_ulp, half_subnormal = (2.0**-8, 0.0) if dtype != np.float16 else (2.0**-11, 2.0**-25)
+    tol = half_ulp * np.abs(want) + half_subnormal + 1e-6 * np.abs(want).max()
+    assert (np.abs(got.astype(np.float64) - want) <= tol).all()
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_errors(kind):
     y = np.zeros((2, 3))

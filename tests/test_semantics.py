@@ -82,6 +82,30 @@ def test_logsumexp_keepdims(backend, axis, keepdims):
     np.testing.assert_allclose(got, want, rtol=1e-13)
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+@pytest.mark.parametrize("axis", [-1, None, 0, ()])
+def test_logsumexp_keepdims_of_zero_dimensional_input(backend, axis, temperature):
+    """Found by the fuzzer: keepdims on a 0-d input raised IndexError. It is
+    a NumPy scalar, as np.sum(0-d, keepdims=True) is, and fills a 0-d out."""
+    x = np.float64(3.0)
+    got = fs.logsumexp(x, axis=axis, keepdims=True, temperature=temperature, backend=backend)
+    assert isinstance(got, np.float64)
+    assert got == 3.0 / temperature
+    out = np.empty(())
+    assert fs.logsumexp(x, axis=axis, keepdims=True, out=out, backend=backend) is out
+    assert out == 3.0
+
+
+@pytest.mark.parametrize("shape,axis", [((0,), -1), ((0, 3), None), ((2, 0), (0, 1))])
+def test_logsumexp_of_nothing_is_a_scalar(backend, shape, axis):
+    """Found by the fuzzer: an empty reduction to a 0-d result gave a 0-d
+    array on the general path, a scalar on the one-step path."""
+    for kwargs in ({}, {"temperature": 0.5}, {"where": True}):
+        got = fs.logsumexp(np.zeros(shape), axis=axis, backend=backend, **kwargs)
+        assert isinstance(got, np.float64)
+        assert got == -INF
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("value", [3.0, -INF, INF, NAN])
 @pytest.mark.parametrize("axis", [-1, None, 0, ()])
@@ -178,6 +202,15 @@ def test_axis_errors(kind):
         f(x, axis=(1, -1))
     with pytest.raises(TypeError):
         f(x, axis=1.0)
+    # found by the fuzzer: a float axis was taken for 0 on a 0-d input
+    for axis in (0.0, -1.0):
+        with pytest.raises(TypeError):
+            f(np.float64(1.0), axis=axis)
+        with pytest.raises(TypeError):
+            f(np.float64(1.0), axis=axis, temperature=0.5)
+    with pytest.raises(AxisError):
+        f(np.float64(1.0), axis=(0,))
+    assert f(np.float64(1.0), axis=np.int64(0)) == f(np.float64(1.0))
 
 
 @pytest.mark.parametrize("kind", KINDS)

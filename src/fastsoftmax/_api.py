@@ -193,19 +193,19 @@ def logsumexp(
         result = check_out(out, result_shape, result_dtype)
     else:
         result = np.empty(result_shape, dtype=result_dtype)
-    kept = result if keepdims and arr.ndim else np.expand_dims(result, axes)
+    # (a 0-d input is computed as shape (1,): its result gains that axis back)
+    kept = result if keepdims and result.ndim else np.expand_dims(result, axes)
     if kept.size == 0:
         return result
     if arr.size == 0:  # empty reduction
         kept[...] = -np.inf
-        return result
-
-    xc = for_kernel(arr, compute)
-    target = kept if well_behaved(kept, compute) else np.empty(kept_shape, dtype=compute)
-    run_axes(impl, xc, target, mask, axes, t, None)
-    if target is not kept:
-        with np.errstate(over="ignore"):
-            np.copyto(kept, target, casting="unsafe")
+    else:
+        xc = for_kernel(arr, compute)
+        target = kept if well_behaved(kept, compute) else np.empty(kept_shape, dtype=compute)
+        run_axes(impl, xc, target, mask, axes, t, None)
+        if target is not kept:
+            with np.errstate(over="ignore"):
+                np.copyto(kept, target, casting="unsafe")
     if out is None and result.ndim == 0:
         return result[()]
     return result

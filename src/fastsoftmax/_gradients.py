@@ -164,7 +164,7 @@ def _backward(
             total = np.expand_dims(_row_dot(ya, gy, axes, compute), axes)
         else:  # masked entries may hold inf or NaN: a product that leaves them out
             product = np.zeros(ya.shape, dtype=compute)
-            np.multiply(ya, gy, out=product, where=mask, casting="unsafe")
+            np.multiply(ya, gy, out=product, where=mask, casting="unsafe", dtype=compute)
             total = np.add.reduce(product, axis=axes, keepdims=True)
             del product
         total = total.astype(compute, copy=False)

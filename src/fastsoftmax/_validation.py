@@ -143,7 +143,9 @@ def reduction_axes(axis: Any, ndim: int) -> tuple[int, ...]:
     shape (1,), so it accepts the axes that name that element (None, 0, -1
     or none at all) and reduces over axis 0."""
     if ndim == 0:
-        if axis not in (None, -1, 0, ()):
+        if axis is None or (isinstance(axis, tuple) and not axis):
+            return (0,)
+        if isinstance(axis, tuple) or operator.index(axis) not in (-1, 0):  # TypeError: 0.0
             raise AxisError(axis, 0)
         return (0,)
     return normalize_axis(axis, ndim)

@@ -26,6 +26,7 @@ import sys
 import threading
 import traceback
 import webbrowser
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any, Callable, TextIO
@@ -80,7 +81,16 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "fastsoftmax-viz"
     sys_version = ""
     timeout = 15  # seconds a client may take to send its request
+    # A request line with no version gets HTTP/1.0 answers: a status line and
+    # headers always, never an HTTP/0.9 body alone.
+    default_request_version = "HTTP/1.0"
     server: VizServer
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (a malformed request line, too many
+        headers, a line too long) in the API's JSON form, then close."""
+        self.close_connection = True
+        self._send_error(code, message or HTTPStatus(code).phrase)
 
     # ------------------------------------------------------------------ methods
 
