@@ -44,3 +44,13 @@ def summary() -> dict[str, Any]:
     names: tuple[str, ...] = fs.backends()
     version: str = fs.__version__
     return {"threads": threads, "backends": names, "version": version, **fs.info()}
+
+
+def scipy_shaped(logits: NDArray[np.float64]) -> tuple[Any, Any]:
+    from fastsoftmax import scipy as special
+
+    with fs.patched_scipy():
+        pass
+    fs.patch_scipy()
+    fs.unpatch_scipy()
+    return special.softmax(logits), special.logsumexp(logits, 0, None, False, True)

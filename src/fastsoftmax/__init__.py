@@ -12,6 +12,7 @@ from . import _backends
 from ._api import log_softmax, logsumexp, softmax
 from ._gradients import log_softmax_grad, softmax_grad
 from ._losses import SoftmaxAppliedTwiceWarning, cross_entropy
+from .scipy import patch_scipy, patched_scipy, unpatch_scipy
 
 __version__ = "0.1.0"
 
@@ -25,9 +26,12 @@ __all__ = [
     "log_softmax",
     "log_softmax_grad",
     "logsumexp",
+    "patch_scipy",
+    "patched_scipy",
     "set_num_threads",
     "softmax",
     "softmax_grad",
+    "unpatch_scipy",
 ]
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _backends
+from . import _backends, _dask
+from ._dask import is_dask
 from ._validation import (
     Axis,
     Backend,
@@ -48,6 +49,8 @@ def _softmax_like(
     log: bool,
 ) -> Any:
     impl = _backends.get(backend)
+    if is_dask(x):
+        return _dask.softmax(x, axis, temperature, where, out, backend, log)
     arr, compute, result_dtype = as_input(x)
     scalar_input = arr.ndim == 0
     axes = reduction_axes(axis, arr.ndim)
@@ -170,6 +173,10 @@ def logsumexp(
         if plain is not None:
             return plain[()] if plain.ndim == 0 and out is None else plain
     impl = _backends.get(backend)
+    if is_dask(x):
+        if b is not None or return_sign:
+            raise TypeError("b= and return_sign= are not supported for dask arrays")
+        return _dask.logsumexp(x, axis, keepdims, temperature, where, out, backend)
     arr, compute, result_dtype = as_input(x)
     axes = reduction_axes(axis, arr.ndim)
     if arr.ndim == 0:
@@ -202,6 +209,10 @@ def logsumexp(
     else:
         xc = for_kernel(arr, compute)
         target = kept if well_behaved(kept, compute) else np.empty(kept_shape, dtype=compute)
+        if np.may_share_memory(xc, target):  # out= overlaps x: read from a copy
+            xc = xc.copy()
+        if mask is not None and np.may_share_memory(mask, target):
+            mask = mask.copy()
         run_axes(impl, xc, target, mask, axes, t, None)
         if target is not kept:
             with np.errstate(over="ignore"):

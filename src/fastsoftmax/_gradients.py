@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _backends, _layout
+from . import _backends, _dask, _layout
+from ._dask import is_dask
 from ._validation import (
     Axis,
     Backend,
@@ -115,6 +116,8 @@ def _backward(
     log: bool,
 ) -> Any:
     impl = _backends.get(backend)
+    if is_dask(y) or is_dask(grad):
+        return _dask.gradient(y, grad, axis, where, out, backend, log)
     ya, gy = np.asarray(y), np.asarray(grad)
     dtypes_for(ya.dtype)  # TypeError for complex, object, ...
     dtypes_for(gy.dtype)

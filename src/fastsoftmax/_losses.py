@@ -30,13 +30,15 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _backends, _layout
+from . import _backends, _dask, _layout
+from ._dask import is_dask
 from ._validation import (
     Backend,
     as_input,
     check_temperature,
     check_where,
     compute_dtype_for,
+    dtypes_for,
     for_kernel,
     normalize_axis,
     one_step_backend,
@@ -131,6 +133,11 @@ def cross_entropy(
     +inf; a probability of 0 contributes 0 whatever its logit.
     """
     impl = _backends.get(backend)
+    if is_dask(logits):
+        return _dask_cross_entropy(
+            logits, target, axis, reduction, label_smoothing, temperature, where,
+            ignore_index, backend,
+        )  # fmt: skip
     arr, compute, result_dtype = as_input(logits)
     if arr.ndim == 0:
         raise ValueError("logits must have at least one axis (the classes)")
@@ -190,6 +197,52 @@ def cross_entropy(
         if reduction == "mean":
             total = total / count if count else math.nan
         return _to_result(np.float64(total), result_dtype)
+
+
+def _dask_cross_entropy(
+    logits: Any,
+    target: Any,
+    axis: Any,
+    reduction: Any,
+    label_smoothing: Any,
+    temperature: Any,
+    where: Any,
+    ignore_index: Any,
+    backend: Any,
+) -> Any:
+    """The checks of :func:`cross_entropy`, then the dask computation (lazily)."""
+    dtypes_for(logits.dtype)
+    if logits.ndim == 0:
+        raise ValueError("logits must have at least one axis (the classes)")
+    if axis is None or isinstance(axis, tuple):
+        raise TypeError(f"axis must be an int (the class axis), got {axis!r}")
+    (ax,) = normalize_axis(axis, logits.ndim)
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(map(repr, _REDUCTIONS))}")
+    eps = _check_smoothing(label_smoothing)
+    t = check_temperature(temperature)
+    tgt_dtype = getattr(target, "dtype", None) or np.asarray(target).dtype
+    batch_shape = logits.shape[:ax] + logits.shape[ax + 1 :]
+    shape = tuple(np.shape(target))
+    if tgt_dtype.kind in "iu":
+        if shape != batch_shape:
+            raise ValueError(
+                f"class-index target must have the shape of logits without axis {ax}, "
+                f"{batch_shape}; got {shape}"
+            )
+    elif tgt_dtype.kind == "f" or tgt_dtype.name == "bfloat16":
+        if shape != logits.shape:
+            raise ValueError(
+                f"probability target (dtype {tgt_dtype}) must have the shape of logits, "
+                f"{logits.shape}; got {shape} (class indices need an integer dtype)"
+            )
+    else:
+        raise TypeError(
+            f"target must be integer class indices or float probabilities, not dtype {tgt_dtype}"
+        )
+    return _dask.cross_entropy(
+        logits, target, ax, reduction, eps, t, where, operator.index(ignore_index), backend
+    )
 
 
 def _check_smoothing(label_smoothing: Any) -> float:

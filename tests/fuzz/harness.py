@@ -292,7 +292,9 @@ def build(case: Case) -> Call:
         and dtype == _result_dtype(dtype)
     ):
         # x and out in one buffer, out a few elements further on
-        shared_base = np.zeros(values.size + 4, dtype)
+        # (room for out after x's elements: logsumexp's may have more than x, when x is empty)
+        room = math.prod(max(side, 1) for side in values.shape)
+        shared_base = np.zeros(room + 4, dtype)
         shared_base[: values.size] = values.reshape(-1)
         x = shared_base[: values.size].reshape(values.shape)
     else:

@@ -108,6 +108,8 @@ def worker(args: argparse.Namespace) -> int:
         _inject_fault(data)
         outcome = harness.check(data)  # AssertionError: the parent reports it
         faulthandler.cancel_dump_traceback_later()
+        if (i + 1) % 10_000 == 0:
+            print(f"worker {args.seed}: {i + 1} inputs passed", flush=True)
         new = harness.features(data, outcome) - seen
         if new:
             seen |= new
