@@ -174,7 +174,7 @@ def test_slow_clients_do_not_block_others(monkeypatch):
     """Twenty clients that send half a request and stall hold a thread each;
     everyone else is answered at once, and the stalled connections are
     closed after the handler's timeout."""
-    monkeypatch.setattr(viz_server.Handler, "timeout", 1.5)
+    monkeypatch.setattr(viz_server.Handler, "timeout", 4.0)
     srv = make_server(0)
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -192,11 +192,11 @@ def test_slow_clients_do_not_block_others(monkeypatch):
         started = time.monotonic()
         for _ in range(5):
             assert_still_serving(srv)
-        assert time.monotonic() - started < 1.5  # before any stalled client timed out
+        assert time.monotonic() - started < 4.0  # before any stalled client timed out
         for s in stalled:  # the server closes each one (an empty read), maybe after a 4xx
             reply = b"".join(iter(lambda s=s: s.recv(65536), b""))
             assert reply == b"" or reply.startswith(b"HTTP/1."), reply[:80]
-        assert time.monotonic() - started < 20
+        assert time.monotonic() - started < 30
         assert_still_serving(srv)
     finally:
         for s in stalled:
