@@ -122,6 +122,13 @@ def test_lazy_and_no_rechunk_within_chunks():
     assert len(y.dask.layers) == len(x.dask.layers) + 1  # one blockwise layer
     y.compute(scheduler="sync")
     assert len([c for c in calls if c]) == x.npartitions
+    calls.clear()  # a dask target stays lazy too
+    labels = da.from_array(np.arange(9) % 40, chunks=3).map_blocks(
+        lambda b: calls.append(b.size) or b
+    )
+    loss = fs.cross_entropy(x, labels)
+    assert max(calls, default=0) < 3
+    assert isinstance(loss, da.Array)
 
 
 def test_graph_grows_with_the_chunks_not_their_product():

@@ -221,7 +221,8 @@ def _dask_cross_entropy(
         raise ValueError(f"reduction must be one of {', '.join(map(repr, _REDUCTIONS))}")
     eps = _check_smoothing(label_smoothing)
     t = check_temperature(temperature)
-    tgt_dtype = getattr(target, "dtype", None) or np.asarray(target).dtype
+    # (a dask target keeps its dtype without being computed)
+    tgt_dtype = np.dtype(target.dtype) if hasattr(target, "dtype") else np.asarray(target).dtype
     batch_shape = logits.shape[:ax] + logits.shape[ax + 1 :]
     shape = tuple(np.shape(target))
     if tgt_dtype.kind in "iu":
