@@ -154,6 +154,23 @@ def online_from_1mib():
         _core.set_online_row_bytes(previous)
 
 
+@pytest.fixture(scope="module")
+def server():
+    """The visualizer's server on 127.0.0.1 (a free port), serving in a thread
+    for the tests of one module."""
+    import threading
+
+    from fastsoftmax._viz.server import make_server
+
+    srv = make_server(0)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)
+
+
 def run_python(code: str, *, timeout: float = 300, **env: str) -> str:
     """Run code in a new Python process (environment variables added from
     env); assert it succeeds and return what it printed."""

@@ -24,17 +24,6 @@ from fastsoftmax._viz import cli, compute
 from fastsoftmax._viz.server import LOOPBACK, MAX_BODY, make_server, static_file
 
 
-@pytest.fixture(scope="module")
-def server():
-    srv = make_server(0)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
-
-
 def call(srv, method, path, body=None, headers=None):
     """(status, headers, parsed JSON or raw bytes)."""
     connection = http.client.HTTPConnection(LOOPBACK, srv.server_address[1], timeout=20)

@@ -25,17 +25,6 @@ from fastsoftmax._viz.server import LOOPBACK, make_server
 FIELDS = ("logits", "temperature", "backend", "target", "dtype", "curve")
 
 
-@pytest.fixture(scope="module")
-def server():
-    srv = make_server(0)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
-
-
 def request(srv, method, path, body=None, headers=None, timeout=30):
     """(status, parsed JSON body or raw bytes)."""
     connection = http.client.HTTPConnection(LOOPBACK, srv.server_address[1], timeout=timeout)

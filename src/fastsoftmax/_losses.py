@@ -139,37 +139,13 @@ def cross_entropy(
             ignore_index, backend,
         )  # fmt: skip
     arr, compute, result_dtype = as_input(logits)
-    if arr.ndim == 0:
-        raise ValueError("logits must have at least one axis (the classes)")
-    if axis is None or isinstance(axis, tuple):
-        raise TypeError(f"axis must be an int (the class axis), got {axis!r}")
-    (ax,) = normalize_axis(axis, arr.ndim)
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {', '.join(map(repr, _REDUCTIONS))}")
-    eps = _check_smoothing(label_smoothing)
-    t = check_temperature(temperature)
+    ax, eps, t = _check_options(arr.ndim, axis, reduction, label_smoothing, temperature)
     compute = compute_dtype_for(compute, t)
     mask = check_where(where, arr.shape)
     ignore = operator.index(ignore_index)
 
     tgt = np.asarray(target)
-    batch_shape = arr.shape[:ax] + arr.shape[ax + 1 :]
-    if tgt.dtype.kind in "iu":
-        if tgt.shape != batch_shape:
-            raise ValueError(
-                f"class-index target must have the shape of logits without axis {ax}, "
-                f"{batch_shape}; got {tgt.shape}"
-            )
-    elif tgt.dtype.kind == "f" or tgt.dtype.name == "bfloat16":
-        if tgt.shape != arr.shape:
-            raise ValueError(
-                f"probability target (dtype {tgt.dtype}) must have the shape of logits, "
-                f"{arr.shape}; got {tgt.shape} (class indices need an integer dtype)"
-            )
-    else:
-        raise TypeError(
-            f"target must be integer class indices or float probabilities, not dtype {tgt.dtype}"
-        )
+    _check_target(tgt.dtype, tgt.shape, arr.shape, ax)
 
     xc = for_kernel(arr, compute)
     if check_probabilities and _looks_like_probabilities(xc, mask, ax, _tolerance(arr.dtype)):
@@ -212,38 +188,51 @@ def _dask_cross_entropy(
 ) -> Any:
     """The checks of :func:`cross_entropy`, then the dask computation (lazily)."""
     dtypes_for(logits.dtype)
-    if logits.ndim == 0:
+    ax, eps, t = _check_options(logits.ndim, axis, reduction, label_smoothing, temperature)
+    # (a dask target keeps its dtype without being computed)
+    tgt_dtype = np.dtype(target.dtype) if hasattr(target, "dtype") else np.asarray(target).dtype
+    _check_target(tgt_dtype, tuple(np.shape(target)), logits.shape, ax)
+    return _dask.cross_entropy(
+        logits, target, ax, reduction, eps, t, where, operator.index(ignore_index), backend
+    )
+
+
+def _check_options(
+    ndim: int, axis: Any, reduction: Any, label_smoothing: Any, temperature: Any
+) -> tuple[int, float, float]:
+    """(class axis, label smoothing, temperature), checked, for logits of ``ndim`` axes."""
+    if ndim == 0:
         raise ValueError("logits must have at least one axis (the classes)")
     if axis is None or isinstance(axis, tuple):
         raise TypeError(f"axis must be an int (the class axis), got {axis!r}")
-    (ax,) = normalize_axis(axis, logits.ndim)
+    (ax,) = normalize_axis(axis, ndim)
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {', '.join(map(repr, _REDUCTIONS))}")
-    eps = _check_smoothing(label_smoothing)
-    t = check_temperature(temperature)
-    # (a dask target keeps its dtype without being computed)
-    tgt_dtype = np.dtype(target.dtype) if hasattr(target, "dtype") else np.asarray(target).dtype
-    batch_shape = logits.shape[:ax] + logits.shape[ax + 1 :]
-    shape = tuple(np.shape(target))
-    if tgt_dtype.kind in "iu":
+    return ax, _check_smoothing(label_smoothing), check_temperature(temperature)
+
+
+def _check_target(
+    dtype: np.dtype, shape: tuple[int, ...], logits_shape: tuple[int, ...], ax: int
+) -> None:
+    """A class-index target has the logits' shape without ``ax``; a probability
+    target (a float dtype) the logits' shape."""
+    batch_shape = logits_shape[:ax] + logits_shape[ax + 1 :]
+    if dtype.kind in "iu":
         if shape != batch_shape:
             raise ValueError(
                 f"class-index target must have the shape of logits without axis {ax}, "
                 f"{batch_shape}; got {shape}"
             )
-    elif tgt_dtype.kind == "f" or tgt_dtype.name == "bfloat16":
-        if shape != logits.shape:
+    elif dtype.kind == "f" or dtype.name == "bfloat16":
+        if shape != logits_shape:
             raise ValueError(
-                f"probability target (dtype {tgt_dtype}) must have the shape of logits, "
-                f"{logits.shape}; got {shape} (class indices need an integer dtype)"
+                f"probability target (dtype {dtype}) must have the shape of logits, "
+                f"{logits_shape}; got {shape} (class indices need an integer dtype)"
             )
     else:
         raise TypeError(
-            f"target must be integer class indices or float probabilities, not dtype {tgt_dtype}"
+            f"target must be integer class indices or float probabilities, not dtype {dtype}"
         )
-    return _dask.cross_entropy(
-        logits, target, ax, reduction, eps, t, where, operator.index(ignore_index), backend
-    )
 
 
 def _check_smoothing(label_smoothing: Any) -> float:
