@@ -75,6 +75,12 @@ void finish_carried(CarriedRow<T> (&carried)[kGroupRows], int64_t n, RowOp op) {
     }
 }
 
+// Whether the group of `rows` rows starting at row `first` of `total`
+// prefetches the next one (RowAhead): when a whole group follows.
+inline bool prefetches_next(int64_t first, int64_t rows, int64_t total) {
+    return first + 2 * rows <= total;
+}
+
 // One group of in-cache rows. Its rows' last pass (y *= 1 / sum, or
 // y -= log(sum)) is left in `carried`, for the next group's exp loops to
 // carry (group_exp_sums); what they do not take is done here, and the caller
@@ -82,7 +88,7 @@ void finish_carried(CarriedRow<T> (&carried)[kGroupRows], int64_t n, RowOp op) {
 template <class T>
 void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows,
                        int64_t n, double temperature, RowOp op,
-                       CarriedRow<T> (&carried)[kGroupRows]) {
+                       CarriedRow<T> (&carried)[kGroupRows], bool ahead) {
     PendingRow<T> pending[kGroupRows];
     bool open[kGroupRows];
     const T scale = scale_of<T>(temperature);
@@ -97,13 +103,13 @@ void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int
     T normalizer[kGroupRows];
     if (op == RowOp::softmax) {
         group_exp_sums<T, Stored::exp, false>(x, x_stride, y, y_stride, rows, n, open, pending,
-                                              carrying);
+                                              carrying, ahead);
         for (int64_t r = 0; r < rows; ++r) {
             if (open[r]) normalizer[r] = row_normalizer<T>(pending[r].sums, op);
         }
     } else {
         group_exp_sums<T, Stored::centred, true>(x, x_stride, y, y_stride, rows, n, open,
-                                                 pending, carrying);
+                                                 pending, carrying, ahead);
         double log_sum[kGroupRows];
         log_sums_of(pending, open, rows, log_sum);
         for (int64_t r = 0; r < rows; ++r) normalizer[r] = static_cast<T>(log_sum[r]);
@@ -145,14 +151,15 @@ void softmax_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t 
     CarriedRow<T> carried[kGroupRows] = {};
     for (int64_t r = 0; r < rows; r += group) {
         softmax_row_group(x + r * x_stride, x_stride, y + r * y_stride, y_stride,
-                          rows - r < group ? rows - r : group, n, temperature, op, carried);
+                          rows - r < group ? rows - r : group, n, temperature, op, carried,
+                          prefetches_next(r, group, rows));
     }
     finish_carried(carried, n, op);
 }
 
 template <class T>
 void logsumexp_row_group(const T* x, int64_t x_stride, T* out, int64_t out_step, int64_t rows,
-                         int64_t n, double temperature) {
+                         int64_t n, double temperature, bool ahead) {
     PendingRow<T> pending[kGroupRows];
     bool open[kGroupRows];
     double done[kGroupRows];
@@ -164,7 +171,7 @@ void logsumexp_row_group(const T* x, int64_t x_stride, T* out, int64_t out_step,
                                      pending[r], done[r]);
     }
     group_exp_sums<T, Stored::nothing, true>(x, x_stride, static_cast<T*>(nullptr), 0, rows, n,
-                                             open, pending);
+                                             open, pending, nullptr, ahead);
     double log_sum[kGroupRows];
     log_sums_of(pending, open, rows, log_sum);
     for (int64_t r = 0; r < rows; ++r) {
@@ -195,7 +202,8 @@ void logsumexp_rows(const T* x, int64_t x_stride, T* out, int64_t out_step, int6
     const int64_t group = group_rows<T>(n);
     for (int64_t r = 0; r < rows; r += group) {
         logsumexp_row_group(x + r * x_stride, x_stride, out + r * out_step, out_step,
-                            rows - r < group ? rows - r : group, n, temperature);
+                            rows - r < group ? rows - r : group, n, temperature,
+                            prefetches_next(r, group, rows));
     }
 }
 

@@ -213,10 +213,32 @@ struct CarriedRow {
     T by = T(0);
 };
 
+// The next group's row (softmax_rows), which the exp loop over this row
+// fetches into cache a block ahead of need: its scan then reads from cache,
+// not memory. A group's scans are bound by memory and its exp loops by the
+// FMA pipes; without the prefetch the two never overlapped. y is fetched for
+// writing, as the exp pass writes it first.
+template <class T>
+struct RowAhead {
+    const T* x = nullptr;
+    T* y = nullptr;
+};
+
+// Prefetches the lines of elements [i, i + 4 vectors) of the row ahead.
+template <class T>
+FS_INLINE void prefetch_block(const RowAhead<T>& ahead, int64_t i) {
+    constexpr int64_t kLine = 64, kBlockBytes = 4 * kVectorBytes;
+    if (ahead.x == nullptr) return;
+    _Pragma("GCC unroll 8") for (int64_t b = 0; b < kBlockBytes; b += kLine) {
+        __builtin_prefetch(reinterpret_cast<const char*>(ahead.x + i) + b, 0, 3);
+        if (ahead.y != nullptr) __builtin_prefetch(reinterpret_cast<char*>(ahead.y + i) + b, 1, 3);
+    }
+}
+
 template <class T, bool kSubnormal, bool kScaled, Stored kStore, bool kSplit, bool kMasked,
           LastPass kCarried = LastPass::none>
 FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale,
-                                 CarriedRow<T> other = {}) {
+                                 CarriedRow<T> other = {}, RowAhead<T> ahead = {}) {
     using S = Simd<T>;
     using Real = typename S::Real;
     using Ints = typename S::Ints;
@@ -250,6 +272,7 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
                 if constexpr (kEarly) {
                     FS_EACH(k) carried[k] = load(other.y + i + k * S::lanes, S::lanes, T(0));
                 }
+                prefetch_block(ahead, i);
                 FS_EACH(k) d[k] = centred<kScaled>(load(x + i + k * S::lanes, S::lanes, T(0)),
                                                    max, scale);
                 FS_EACH(k) e[k] = d[k];
@@ -326,9 +349,10 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
 template <class T, bool kSubnormal, bool kScaled, Stored kStore, bool kSplit, bool kMasked,
           LastPass kCarried = LastPass::none>
 __attribute__((noinline)) SplitSum exp_sums_loop(const T* x, T* y, const uint8_t* mask, int64_t n,
-                                                 T max, T scale, CarriedRow<T> other = {}) {
+                                                 T max, T scale, CarriedRow<T> other = {},
+                                                 RowAhead<T> ahead = {}) {
     return exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, kMasked, kCarried>(
-        x, y, mask, n, max, scale, other);
+        x, y, mask, n, max, scale, other, ahead);
 }
 
 // The masked and unmasked loops compiled apart: a run-time mask test in the
@@ -512,11 +536,12 @@ constexpr LastPass kLastPassOf = kStore == Stored::exp       ? LastPass::scale
 // constants stay in registers from row to row. carried[r], where its y is
 // set, is a row of the previous group (same length) whose last pass rides in
 // row r's exp loop: that pass is bound by loads and stores, the exp loop by
-// the FMA pipes, and they overlap.
+// the FMA pipes, and they overlap. With `ahead`, the next group (as many
+// rows, the same strides) is prefetched (RowAhead).
 template <class T, Stored kStore, bool kSplit>
 void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows,
                     int64_t n, const bool* open, PendingRow<T>* pending,
-                    CarriedRow<T>* carried = nullptr) {
+                    CarriedRow<T>* carried, bool ahead) {
     bool subnormal = false;
     T scale = T(1);
     for (int64_t r = 0; r < rows; ++r) {
@@ -530,15 +555,20 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
             T* row_y = kStore == Stored::nothing ? nullptr : y + r * y_stride;
             const bool carries = carried != nullptr && carried[r].y != nullptr;
             const CarriedRow<T> other = carries ? carried[r] : CarriedRow<T>{};
+            RowAhead<T> next{};
+            if (ahead) {
+                next.x = row_x + rows * x_stride;
+                if constexpr (kStore != Stored::nothing) next.y = row_y + rows * y_stride;
+            }
             const auto pass = [&](auto carry) FS_INLINE_LAMBDA {
                 constexpr LastPass kCarried =
                     decltype(carry)::value ? kLastPassOf<kStore> : LastPass::none;
                 if constexpr (sizeof(T) == 4) {
                     return exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, false, kCarried>(
-                        row_x, row_y, nullptr, n, pending[r].max, scale, other);
+                        row_x, row_y, nullptr, n, pending[r].max, scale, other, next);
                 } else {  // double rows ran slower with their loop inlined
                     return exp_sums_loop<T, kSubnormal, kScaled, kStore, kSplit, false, kCarried>(
-                        row_x, row_y, nullptr, n, pending[r].max, scale, other);
+                        row_x, row_y, nullptr, n, pending[r].max, scale, other, next);
                 }
             };
             pending[r].sums = carries ? pass(std::true_type{}) : pass(std::false_type{});

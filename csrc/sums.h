@@ -106,12 +106,16 @@ struct SplitSum {
 };
 
 // Adds e = exp(d) to a sum accumulator; kSplit: an element at the max
-// (d == 0) is counted in at_count instead (a true comparison is -1).
+// (d == 0) is counted in at_count instead (a true comparison is -1). The
+// comparison goes through an empty asm so that it is made once: left to
+// itself, the compiler also made its negation for the add, one vector
+// operation more on the pipes the exp pass is bound by.
 template <bool kSplit, class R, class I>
 FS_INLINE void add_exp(R& acc, I& at_count, const R& d, const R& e) {
     if constexpr (kSplit) {
-        const auto at_max = d == 0;
-        acc += at_max ? R{} : e;
+        auto at_max = d == 0;
+        opaque(at_max);
+        acc += __builtin_bit_cast(R, ~at_max & __builtin_bit_cast(decltype(at_max), e));
         at_count -= at_max;
     } else {
         acc += e;
