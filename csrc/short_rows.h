@@ -89,7 +89,7 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
         // full vectors left into acc[0], a partial one into acc[1]. The count
         // of full vectors is a template argument, so that every index is a
         // constant: with a run-time index the accumulators lived in memory,
-        // cleared by a `rep stos` per row (a sixth of a row of 8 floats).
+        // cleared by a `rep stos` per row.
         const auto add_rows = [&](auto full_vectors) FS_INLINE_LAMBDA {
             constexpr int full = decltype(full_vectors)::value;
             constexpr int blocked = full / 4 * 4;
