@@ -182,7 +182,10 @@ nb::object softmax_last_axis(nb::handle x_handle, int axis, bool log, nb::handle
     if (x == nullptr) return nb::none();
     nb::object result;
     if (out_handle.is_none()) {
-        PyObject* out = PyArray_NewLikeArray(x, NPY_CORDER, nullptr, 0);
+        PyArray_Descr* descr = PyArray_DESCR(x);
+        Py_INCREF(descr);  // stolen by PyArray_NewFromDescr
+        PyObject* out = PyArray_NewFromDescr(&PyArray_Type, descr, PyArray_NDIM(x),
+                                             PyArray_DIMS(x), nullptr, nullptr, 0, nullptr);
         if (out == nullptr) throw nb::python_error();
         result = nb::steal(out);
     } else {

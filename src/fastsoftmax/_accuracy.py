@@ -176,10 +176,8 @@ def implementations(
                 continue
 
             # The default backend as users call it (without backend=: its own path).
-            options = _bench._backend_options(name)
-
-            def ours(function: str, x: np.ndarray, options: dict = options) -> np.ndarray:
-                return getattr(fs, function)(x, axis=-1, **options)
+            def ours(function: str, x: np.ndarray, name: str = name) -> np.ndarray:
+                return _bench._as_users_call(name, getattr(fs, function), x, -1)()
 
             levels = fs.info()["simd_levels"] if name == "cpp" else [None]
             for level in levels:
