@@ -258,25 +258,36 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
             stored<kStore>(y + i, d, e, count);
             add_exp<kSplit>(a, at_count, d, e);
         };
+        // softmax where vector registers are few: the row's max and the
+        // carried row's factor are read from memory at each use (as
+        // exp_vectors' constants); in registers they pushed the accumulators
+        // to the stack, a store and a reload every iteration. (log_softmax's
+        // loop kept its accumulators in registers, and ran slower this way.)
+        constexpr bool kFromMemory = kVectorRegisters <= 16 && kStore == Stored::exp;
+        alignas(kVectorBytes) Real row_values[2] = {broadcast<Real>(max),
+                                                    broadcast<Real>(other.by)};
+        const Real* held = row_values;
+        if constexpr (kFromMemory) __asm__("" : "+r"(held));
         const auto block = [&](int64_t i, Real (&a)[4]) {
             if constexpr (kMasked) {
                 for (int k = 0; k < 4; ++k) visit(i + k * S::lanes, S::lanes, a[k]);
             } else {  // the four exps interleaved
                 constexpr int K = 4;
                 Real d[K], e[K], carried[K];
+                prefetch_block(ahead, i);
+                FS_EACH(k) d[k] = centred<kScaled>(load(x + i + k * S::lanes, S::lanes, T(0)),
+                                                   held[0], scale);
+                FS_EACH(k) e[k] = d[k];
+                exp_nonpositive_block<T, kSubnormal, K>(e);
                 // softmax: the carried row's loads before this row's stores (a
                 // row a multiple of 4 KiB back shares their address bits below
-                // 4 KiB, and a load behind such a store waits for it). Not for
-                // log_softmax, whose split sum holds more registers: slower there.
+                // 4 KiB, and a load behind such a store waits for it), but
+                // after the exp, so that they hold no register through it. Not
+                // for log_softmax, whose split sum holds more registers: slower there.
                 constexpr bool kEarly = kCarried == LastPass::scale;
                 if constexpr (kEarly) {
                     FS_EACH(k) carried[k] = load(other.y + i + k * S::lanes, S::lanes, T(0));
                 }
-                prefetch_block(ahead, i);
-                FS_EACH(k) d[k] = centred<kScaled>(load(x + i + k * S::lanes, S::lanes, T(0)),
-                                                   max, scale);
-                FS_EACH(k) e[k] = d[k];
-                exp_nonpositive_block<T, kSubnormal, K>(e);
                 FS_EACH(k) {
                     stored<kStore>(y + i + k * S::lanes, d[k], e[k], S::lanes);
                     add_exp<kSplit>(a[k], at_count, d[k], e[k]);
@@ -285,7 +296,7 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
                     FS_EACH(k) {
                         T* at = other.y + i + k * S::lanes;
                         if constexpr (!kEarly) carried[k] = load(at, S::lanes, T(0));
-                        store(at, last_pass_of<kCarried>(carried[k], other.by), S::lanes);
+                        store(at, last_pass_of<kCarried>(carried[k], held[1]), S::lanes);
                     }
                 }
             }
