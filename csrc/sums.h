@@ -178,57 +178,101 @@ FS_INLINE double total_count(const I& count) {
 }
 #endif
 
-// log1p(b) for b >= 0 (finite or +inf), for the four lanes of a vector of
-// doubles: every log_softmax and logsumexp row ends with one (libm's log1p
-// call was a sixth of the time of a row of 128 floats), and rows that come
-// in groups take theirs four at a time. u = 1 + b rounded; log(u) = k ln2 +
-// log(m) with u = 2^k m, m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(s),
-// s = f / (2 + f), f = m - 1 (exact), through fdlibm's degree-14 Remez fit
-// in s (its Lg1..Lg7 coefficients); c = (b - (u - 1)) / u puts back what
-// rounding 1 + b lost, so b below 2^-53 gives b. No branch: m > sqrt(2) is
-// a coin toss per row, and as a branch it cost as much as the rest of the
-// log in mispredictions. Measured: at most 0.76 ULP with FMA, 0.88 without,
-// over 2e7 random b in [2^-60, 2^1000] against a long double log1p.
 typedef double LogLanes __attribute__((vector_size(32)));
-typedef std::int64_t LogBits __attribute__((vector_size(32)));
 constexpr int kLogLanes = 4;
 
-FS_INLINE LogLanes log1p_nonnegative(LogLanes b) {
-    const LogLanes u = 1.0 + b;
-    const LogLanes c = (b - (u - 1.0)) / u;
-    // Offset the bits so that the exponent field steps up where m passes sqrt(2).
+typedef std::int64_t LogBits __attribute__((vector_size(32)));
+
+// log1p(b) for b >= 0 (finite or +inf), in each lane of K vectors of doubles,
+// in place: every log_softmax and logsumexp row ends with one (libm's log1p
+// call was a sixth of the time of a row of 128 floats); rows that come in
+// groups take theirs four at a time, and short rows K vectors at once, the
+// K dependency chains interleaved op by op (one alone leaves the core idle
+// behind its latency). u = 1 + b rounded; log(u) = k ln2 + log(m) with u =
+// 2^k m, m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(s), s = f / (2 + f), f =
+// m - 1 (exact), through fdlibm's degree-14 Remez fit in s (its Lg1..Lg7
+// coefficients); c = (b - (u - 1)) / u puts back what rounding 1 + b lost,
+// so b below 2^-53 gives b. No branch: m > sqrt(2) is a coin toss per row,
+// and as a branch it cost as much as the rest of the log in mispredictions.
+// Measured: at most 0.76 ULP with FMA, 0.88 without, over 2e7 random b in
+// [2^-60, 2^1000] against a long double log1p.
+template <int K>
+FS_INLINE void log1p_nonnegative(LogLanes (&b)[K]) {
+    using D = LogLanes;
     constexpr std::int64_t kOne = 0x3FF0000000000000, kRootHalf = 0x3FE6A09E667F3BCD;
-    const LogBits bits = __builtin_bit_cast(LogBits, u) + (kOne - kRootHalf);
-    const LogBits k = (bits >> 52) - 1023;  // u >= 1: no sign bit
-    const LogLanes m =
-        __builtin_bit_cast(LogLanes, (bits & ((std::int64_t(1) << 52) - 1)) + kRootHalf);
-    const LogLanes f = m - 1.0;
-    const LogLanes s = f / (2.0 + f);
-    const LogLanes z = s * s, w = z * z;
-    const LogLanes even = w * (3.999999999940941908e-01 +
-                               w * (2.222219843214978396e-01 + w * 1.531383769920937332e-01));
-    const LogLanes odd =
-        z * (6.666666666666735130e-01 +
-             w * (2.857142874366239149e-01 +
-                  w * (1.818357216161805012e-01 + w * 1.479819860511658591e-01)));
-    const LogLanes half_f2 = 0.5 * f * f;
-    const LogLanes dk = __builtin_convertvector(k, LogLanes);
     constexpr double ln2_high = 6.93147180369123816490e-01;  // k * ln2_high exact for |k| < 2^11
     constexpr double ln2_low = 1.90821492927058770002e-10;
-    const LogLanes log =
-        dk * ln2_high - ((half_f2 - (s * (half_f2 + (even + odd)) + (dk * ln2_low + c))) - f);
-    return k == 1024 ? u : log;  // b = +inf, or NaN
+    D u[K], c[K], m[K], f[K], s[K], z[K], w[K], even[K], odd[K], half_f2[K], dk[K];
+    LogBits k[K];
+    FS_EACH(j) u[j] = 1.0 + b[j];
+    FS_EACH(j) c[j] = (b[j] - (u[j] - 1.0)) / u[j];
+    FS_EACH(j) {
+        // Offset the bits so that the exponent field steps up where m passes sqrt(2).
+        const LogBits bits = __builtin_bit_cast(LogBits, u[j]) + (kOne - kRootHalf);
+        k[j] = (bits >> 52) - 1023;  // u >= 1: no sign bit
+        m[j] = __builtin_bit_cast(D, (bits & ((std::int64_t(1) << 52) - 1)) + kRootHalf);
+    }
+    FS_EACH(j) f[j] = m[j] - 1.0;
+    FS_EACH(j) s[j] = f[j] / (2.0 + f[j]);
+    FS_EACH(j) z[j] = s[j] * s[j];
+    FS_EACH(j) w[j] = z[j] * z[j];
+    FS_EACH(j) {
+        even[j] = w[j] * (3.999999999940941908e-01 +
+                          w[j] * (2.222219843214978396e-01 + w[j] * 1.531383769920937332e-01));
+    }
+    FS_EACH(j) {
+        odd[j] = z[j] * (6.666666666666735130e-01 +
+                         w[j] * (2.857142874366239149e-01 +
+                                 w[j] * (1.818357216161805012e-01 +
+                                         w[j] * 1.479819860511658591e-01)));
+    }
+    FS_EACH(j) half_f2[j] = 0.5 * f[j] * f[j];
+    // k as a double: 0 <= k <= 1024, so k's bits under 2^52's make 2^52 + k
+    // exactly (AVX2 has no int64 to double conversion: it went lane by lane).
+    constexpr std::int64_t kTwo52 = 0x4330000000000000;
+    FS_EACH(j) dk[j] = __builtin_bit_cast(D, k[j] + kTwo52) - 0x1p52;
+    FS_EACH(j) {
+        const D log = dk[j] * ln2_high -
+                      ((half_f2[j] - (s[j] * (half_f2[j] + (even[j] + odd[j])) +
+                                      (dk[j] * ln2_low + c[j]))) -
+                       f[j]);
+        b[j] = k[j] == 1024 ? u[j] : log;  // b = +inf, or NaN
+    }
 }
 
-// log(at + below) = log(at) + log1p(below / at) for up to four rows at once
-// (unused lanes: below 0, at 1). With at == 1 in every lane (one element at
-// the max: the usual rows) one log1p does; the general form gives the same
-// bits there (log1p(0) is 0).
-FS_INLINE LogLanes log_of_split_sums(LogLanes below, LogLanes at) {
+FS_INLINE LogLanes log1p_nonnegative(LogLanes b) {
+    LogLanes v[1] = {b};
+    log1p_nonnegative(v);
+    return v[0];
+}
+
+// log(at + below) = log(at) + log1p(below / at) for the lanes' rows (unused
+// lanes: below 0, at 1), into below. With at == 1 in every lane (one element
+// at the max: the usual rows) one log1p does; the general form gives the
+// same bits there (log1p(0) is 0), so a row's log does not depend on which
+// rows share its vectors.
+template <int K>
+FS_INLINE void log_of_split_sums(LogLanes (&below)[K], const LogLanes (&at)[K]) {
     bool all_one = true;
-    for (int j = 0; j < kLogLanes; ++j) all_one = all_one && at[j] == 1.0;
-    if (all_one) return log1p_nonnegative(below);
-    return log1p_nonnegative(at - 1.0) + log1p_nonnegative(below / at);
+    FS_EACH(j) {
+        for (int lane = 0; lane < kLogLanes; ++lane) all_one = all_one && at[j][lane] == 1.0;
+    }
+    if (all_one) {
+        log1p_nonnegative(below);
+        return;
+    }
+    LogLanes high[K];
+    FS_EACH(j) high[j] = at[j] - 1.0, below[j] = below[j] / at[j];
+    log1p_nonnegative(high);
+    log1p_nonnegative(below);
+    FS_EACH(j) below[j] = high[j] + below[j];
+}
+
+FS_INLINE LogLanes log_of_split_sums(LogLanes below, LogLanes at) {
+    LogLanes b[1] = {below};
+    const LogLanes a[1] = {at};
+    log_of_split_sums(b, a);
+    return b[0];
 }
 
 inline double log_of_split_sum(const SplitSum& s) {
