@@ -8,6 +8,10 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <cstddef>
+#include <mutex>
+#include <utility>
+
 #define NPY_NO_DEPRECATED_API NPY_1_22_API_VERSION
 #define NPY_TARGET_VERSION NPY_1_22_API_VERSION
 #include <numpy/arrayobject.h>
@@ -139,6 +143,124 @@ void softmax_rows_of(PyArrayObject* x, PyArrayObject* out, bool log) {
     });
 }
 
+// New outputs of the one-step calls from kReusedMinBytes up are allocated
+// through a NumPy memory handler (NEP 49) that keeps the last such block
+// freed and hands it to the next output of exactly its size. A new output
+// of that size is otherwise fresh memory from the kernel: a page fault and
+// a page of zeros per page before the kernel writes a byte (a third of a
+// large softmax), again on every call of a loop. One block at most is kept,
+// at most kReusedMaxBytes; the arrays own their data as usual (NumPy frees
+// them through the handler, which they reference).
+constexpr std::size_t kReusedMinBytes = std::size_t(4) << 20;
+constexpr std::size_t kReusedMaxBytes = std::size_t(256) << 20;
+
+struct ReusedBlock {
+    std::mutex lock;
+    void* data = nullptr;
+    std::size_t bytes = 0;
+    PyDataMem_Handler* fallback = nullptr;  // NumPy's default handler
+
+    // The kept block if it has exactly `bytes`, else nullptr.
+    void* take(std::size_t wanted) {
+        std::lock_guard<std::mutex> guard(lock);
+        if (data == nullptr || bytes != wanted) return nullptr;
+        return std::exchange(data, nullptr);
+    }
+    // Keeps `block` in place of the kept one; returns the block to free
+    // (the one replaced, or `block` itself when it is not kept).
+    std::pair<void*, std::size_t> keep(void* block, std::size_t size) {
+        if (size < kReusedMinBytes || size > kReusedMaxBytes) return {block, size};
+        std::lock_guard<std::mutex> guard(lock);
+        std::pair<void*, std::size_t> replaced{data, bytes};
+        data = block;
+        bytes = size;
+        return replaced;
+    }
+};
+
+ReusedBlock reused_block;
+
+void* reused_malloc(void*, std::size_t size) {
+    if (void* block = reused_block.take(size)) return block;
+    PyDataMemAllocator& a = reused_block.fallback->allocator;
+    return a.malloc(a.ctx, size);
+}
+
+void* reused_calloc(void*, std::size_t count, std::size_t size) {
+    PyDataMemAllocator& a = reused_block.fallback->allocator;
+    return a.calloc(a.ctx, count, size);
+}
+
+void* reused_realloc(void*, void* block, std::size_t size) {
+    PyDataMemAllocator& a = reused_block.fallback->allocator;
+    return a.realloc(a.ctx, block, size);
+}
+
+void reused_free(void*, void* block, std::size_t size) {
+    const auto [freed, bytes] = reused_block.keep(block, size);
+    if (freed == nullptr) return;
+    PyDataMemAllocator& a = reused_block.fallback->allocator;
+    a.free(a.ctx, freed, bytes);
+}
+
+PyDataMem_Handler reused_handler = {
+    "fastsoftmax_reused_output", 1,
+    {nullptr, reused_malloc, reused_calloc, reused_realloc, reused_free}};
+
+PyObject* reused_handler_capsule = nullptr;  // a module attribute keeps it alive
+
+// Frees the kept block; returns the bytes it held.
+std::size_t release_reused_block() {
+    const auto [block, bytes] = [] {
+        std::lock_guard<std::mutex> guard(reused_block.lock);
+        return std::pair{std::exchange(reused_block.data, nullptr),
+                         std::exchange(reused_block.bytes, 0)};
+    }();
+    if (block == nullptr) return 0;
+    PyDataMemAllocator& a = reused_block.fallback->allocator;
+    a.free(a.ctx, block, bytes);
+    return bytes;
+}
+
+std::size_t reused_block_bytes() {
+    std::lock_guard<std::mutex> guard(reused_block.lock);
+    return reused_block.data == nullptr ? 0 : reused_block.bytes;
+}
+
+// A new C-ordered array of x's dtype and the first ndim of its dimensions;
+// large ones through the reusing handler, unless the caller's context has a
+// handler of its own (that one is left in charge).
+nb::object new_output(PyArrayObject* x, int ndim) {
+    PyArray_Descr* descr = PyArray_DESCR(x);
+    std::size_t bytes = std::size_t(PyArray_ITEMSIZE(x));
+    for (int d = 0; d < ndim; ++d) bytes *= std::size_t(PyArray_DIM(x, d));
+    PyObject* previous = nullptr;
+    if (bytes >= kReusedMinBytes && bytes <= kReusedMaxBytes) {
+        PyObject* current = PyDataMem_GetHandler();
+        if (current == nullptr) throw nb::python_error();
+        const bool is_default = current == PyDataMem_DefaultHandler;
+        Py_DECREF(current);
+        if (is_default) {
+            previous = PyDataMem_SetHandler(reused_handler_capsule);
+            if (previous == nullptr) throw nb::python_error();
+        }
+    }
+    Py_INCREF(descr);  // stolen by PyArray_NewFromDescr
+    PyObject* out = PyArray_NewFromDescr(&PyArray_Type, descr, ndim, PyArray_DIMS(x), nullptr,
+                                         nullptr, 0, nullptr);
+    if (previous != nullptr) {
+        PyObject* ours = PyDataMem_SetHandler(previous);
+        Py_DECREF(previous);
+        if (ours == nullptr) {
+            Py_XDECREF(out);
+            throw nb::python_error();
+        }
+        Py_DECREF(ours);
+    }
+    if (out == nullptr) throw nb::python_error();
+    return nb::steal(out);
+}
+
 // x as an array the one-step calls handle, or nullptr (take the general path).
 PyArrayObject* plain_input(nb::handle x_handle, int axis) {
     PyObject* object = x_handle.ptr();
@@ -182,12 +304,7 @@ nb::object softmax_last_axis(nb::handle x_handle, int axis, bool log, nb::handle
     if (x == nullptr) return nb::none();
     nb::object result;
     if (out_handle.is_none()) {
-        PyArray_Descr* descr = PyArray_DESCR(x);
-        Py_INCREF(descr);  // stolen by PyArray_NewFromDescr
-        PyObject* out = PyArray_NewFromDescr(&PyArray_Type, descr, PyArray_NDIM(x),
-                                             PyArray_DIMS(x), nullptr, nullptr, 0, nullptr);
-        if (out == nullptr) throw nb::python_error();
-        result = nb::steal(out);
+        result = new_output(x, PyArray_NDIM(x));
     } else {
         if (!plain_output(x, out_handle.ptr())) return nb::none();
         result = nb::borrow(out_handle);
@@ -220,12 +337,7 @@ nb::object logsumexp_last_axis(nb::handle x_handle, int axis, nb::handle out_han
     if (x == nullptr) return nb::none();
     nb::object result;
     if (out_handle.is_none()) {
-        PyArray_Descr* descr = PyArray_DESCR(x);
-        Py_INCREF(descr);  // stolen by PyArray_NewFromDescr
-        PyObject* out = PyArray_NewFromDescr(&PyArray_Type, descr, PyArray_NDIM(x) - 1,
-                                             PyArray_DIMS(x), nullptr, nullptr, 0, nullptr);
-        if (out == nullptr) throw nb::python_error();
-        result = nb::steal(out);
+        result = new_output(x, PyArray_NDIM(x) - 1);
     } else {
         if (!plain_output(x, out_handle.ptr(), true)) return nb::none();
         result = nb::borrow(out_handle);
@@ -255,6 +367,12 @@ NB_MODULE(_core, m) {
     using namespace fastsoftmax;
     m.doc() = "fastsoftmax compiled kernels (private; use the fastsoftmax package)";
     if (_import_array() < 0) throw nb::python_error();
+    reused_block.fallback = static_cast<PyDataMem_Handler*>(
+        PyCapsule_GetPointer(PyDataMem_DefaultHandler, "mem_handler"));
+    if (reused_block.fallback == nullptr) throw nb::python_error();
+    reused_handler_capsule = PyCapsule_New(&reused_handler, "mem_handler", nullptr);
+    if (reused_handler_capsule == nullptr) throw nb::python_error();
+    m.attr("_reused_output_handler") = nb::steal(reused_handler_capsule);
     bind_dtype<float>(m);
     bind_dtype<double>(m);
     m.def("softmax_16bit", &softmax3_16bit, "x"_a.noconvert(), "out"_a.noconvert(),
@@ -270,6 +388,10 @@ NB_MODULE(_core, m) {
     m.def("logsumexp_last_axis", &logsumexp_last_axis, "x"_a, "axis"_a, "out"_a = nb::none(),
           "logsumexp over the last axis of a C-contiguous float32/float64 ndarray, into out "
           "(not overlapping x) or a new array; None if x or out is not that case.");
+    m.def("reused_output_bytes", &reused_block_bytes,
+          "bytes of the freed output kept for the next new output of that size (0: none)");
+    m.def("release_reused_output", &release_reused_block,
+          "free the kept output block; returns its bytes");
     m.def("supported_levels", &supported_levels,
           "SIMD levels compiled in and supported by this CPU, best first.");
     m.def("current_level", [] { return std::string(current_level()); });

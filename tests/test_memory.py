@@ -72,6 +72,72 @@ def test_large_calls_do_not_grow_memory():
         assert _traced_growth(lambda b=backend: fs.softmax(x, backend=b), 20) < 4096
 
 
+try:
+    from numpy._core.multiarray import get_handler_name
+except ImportError:  # NumPy < 2
+    from numpy.core.multiarray import get_handler_name
+
+
+def _reuse_core():
+    if "cpp" not in fs.backends():
+        pytest.skip("the reused output block belongs to the compiled backend")
+    from fastsoftmax import _core
+
+    _core.release_reused_output()
+    return _core
+
+
+_ONE_STEP = [fs.softmax, fs.log_softmax, fs.logsumexp]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("function", _ONE_STEP)
+def test_a_freed_large_output_is_reused_by_the_next_of_its_size(function, dtype):
+    """A new output of 4 MiB and more is fresh memory (a page fault and a
+    page of zeros per page); the default call reuses the last one freed."""
+    core = _reuse_core()
+    x = np.random.default_rng(5).standard_normal((64, 2**16)).astype(dtype)
+    want = function(x, axis=-1, out=np.empty_like(x) if function is not fs.logsumexp else None)
+    first = function(x, axis=-1)
+    address, nbytes = first.ctypes.data, first.nbytes
+    reused = nbytes >= 4 << 20
+    assert first.flags.owndata
+    assert get_handler_name(first) == (
+        "fastsoftmax_reused_output" if reused else "default_allocator"
+    )
+    del first
+    assert core.reused_output_bytes() == (nbytes if reused else 0)
+    second = function(x, axis=-1)
+    if reused:
+        assert second.ctypes.data == address
+    assert core.reused_output_bytes() == 0
+    np.testing.assert_array_equal(second, want)
+    # while `second` lives, its memory is never handed out again
+    third = function(-x, axis=-1)
+    assert third.ctypes.data != second.ctypes.data
+    np.testing.assert_array_equal(second, want)
+    del second, third
+    assert core.release_reused_output() == (nbytes if reused else 0)
+
+
+def test_only_one_output_block_is_kept():
+    core = _reuse_core()
+    a = fs.softmax(np.zeros((16, 2**16), np.float32))  # 4 MiB
+    b = fs.softmax(np.zeros((32, 2**16), np.float32))  # 8 MiB
+    small = fs.softmax(np.zeros((4, 2**16), np.float32))  # 1 MiB: never kept
+    assert get_handler_name(small) == "default_allocator"
+    del a
+    assert core.reused_output_bytes() == 4 << 20
+    del b, small  # replaces the 4 MiB block (which is freed)
+    assert core.reused_output_bytes() == 8 << 20
+    c = fs.softmax(np.ones((16, 2**16), np.float32))  # no block of its size
+    assert core.reused_output_bytes() == 8 << 20
+    c.resize((8, 2**16), refcheck=False)  # through the handler's realloc
+    np.testing.assert_array_equal(c, np.full((8, 2**16), 2.0**-16, np.float32))
+    del c  # 2 MiB after its resize: freed, not kept
+    assert core.release_reused_output() == 8 << 20
+
+
 @pytest.mark.parametrize("backend", fs.backends())
 @pytest.mark.parametrize("function", [fs.softmax, fs.log_softmax])
 @pytest.mark.parametrize("axis", [-1, 0, None])
