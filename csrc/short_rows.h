@@ -118,7 +118,7 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
             add_rows(std::integral_constant<int, M - 1>{});
         }
         if constexpr (!kCompensatedTotals<T>) {  // float rows: lanes_sum's tree, G rows at once
-            const auto below = fold_lanes_of(totals, [](auto a, auto b) { return a + b; });
+            const auto below = sum_lanes_of(totals);
             const Ints at = fold_lanes_of(at_counts, [](auto a, auto b) { return a + b; });
             for (int g = 0; g < G; ++g) sums[g] = {below[g], kSplit ? double(at[g]) : 0.0};
         } else {

@@ -323,6 +323,29 @@ FS_INLINE V fold_lanes_of(const V (&v)[G], const Op& op) {
     return fold_rows<lanes_of<V>, G>(v, op);
 }
 
+// fold_lanes_of(v, +) with the tree's first step (lane j plus lane j + w/2)
+// taken as the sum of each vector's two halves: the same pairs in the same
+// order, but no shuffle of a vector twice the register width (the float
+// rows' double totals on AVX-512), which GCC assembles a lane at a time.
+// Lane g of the result is row g's total; G at most half the lanes.
+template <int G, class V>
+FS_INLINE auto sum_lanes_of(const V (&v)[G]) {
+    constexpr int64_t L = lanes_of<V>;
+    if constexpr (L >= 2 && G <= L / 2) {
+        return [&]<std::size_t... j>(std::index_sequence<j...>) __attribute__((always_inline)) {
+            using Half = decltype(__builtin_shufflevector(v[0], v[0], j...));
+            Half halves[G];
+            for (int g = 0; g < G; ++g) {
+                halves[g] = __builtin_shufflevector(v[g], v[g], j...) +
+                            __builtin_shufflevector(v[g], v[g], (j + L / 2)...);
+            }
+            return fold_lanes_of(halves, [](auto a, auto b) { return a + b; });
+        }(std::make_index_sequence<std::size_t(L / 2)>{});
+    } else {
+        return fold_lanes_of(v, [](auto a, auto b) { return a + b; });
+    }
+}
+
 // Visit [begin, end) a vector at a time: blocks of four vectors into four
 // independent accumulators (one chain of dependent adds would wait on each
 // add's latency), then single vectors into accumulator 0, then one partial
