@@ -284,6 +284,33 @@ def test_short_rows_do_not_depend_on_their_neighbours(backend, dtype, kind, n):
     np.testing.assert_array_equal(together, np.stack(alone))
 
 
+_CPP_LEVELS = fs.info()["simd_levels"] if "cpp" in fs.backends() else []
+
+
+@pytest.mark.parametrize("level", _CPP_LEVELS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_short_rows_give_the_bits_of_the_general_passes(level, dtype, kind):
+    """Rows of at most four vectors go through the short-row kernels, which
+    fold their sums for several rows at once; a mask that keeps every element
+    sends the same rows through the general three passes, whose order the
+    short rows must follow exactly."""
+    from fastsoftmax import _backends
+
+    cpp = _backends.get("cpp")
+    previous = cpp.simd_level()
+    cpp.set_simd_level(level)
+    try:
+        rng = np.random.default_rng(41)
+        f = getattr(fs, kind)
+        for n in [1, 3, 4, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 63, 64]:
+            x = random_logits(rng, (37, n), dtype) * 5
+            short = f(x, axis=-1)
+            general = f(x, axis=-1, where=np.ones(x.shape, bool))
+            np.testing.assert_array_equal(short, general, err_msg=f"n={n}")
+    finally:
+        cpp.set_simd_level(previous)
+
+
 @pytest.mark.parametrize("kind", ["softmax", "log_softmax"])
 @pytest.mark.parametrize("shape", [(3,), (1, 3), (4, 5, 130), (2, 1, 1)])
 def test_plain_call_matches_the_general_path(dtype, kind, shape):
