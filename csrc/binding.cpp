@@ -147,8 +147,8 @@ void softmax_rows_of(PyArrayObject* x, PyArrayObject* out, bool log) {
 // through a NumPy memory handler (NEP 49) that keeps the last such block
 // freed and hands it to the next output of exactly its size. A new output
 // of that size is otherwise fresh memory from the kernel: a page fault and
-// a page of zeros per page before the kernel writes a byte (a third of a
-// large softmax), again on every call of a loop. One block at most is kept,
+// a page of zeros per page before the kernel writes a byte, again on every
+// call of a loop. One block at most is kept,
 // at most kReusedMaxBytes; the arrays own their data as usual (NumPy frees
 // them through the handler, which they reference).
 constexpr std::size_t kReusedMinBytes = std::size_t(4) << 20;

@@ -49,8 +49,8 @@ double logsumexp_row(const T* x, const uint8_t* mask, int64_t n, double temperat
 // still in L1 for their last pass. softmax and log_softmax groups keep x, y
 // and the carried rows' y there, beside the next group's prefetch: 8 KiB of
 // input (4 KiB with AVX-512's wider rows, whose exp loops hide less behind
-// a group); with 16 KiB, rows of 1024 floats ran 10-18% slower on an Intel
-// core's 48 KiB L1. logsumexp groups read x only.
+// a group): with 16 KiB they overflowed a 48 KiB L1. logsumexp groups read x
+// only.
 constexpr int64_t kGroupRows = 8;
 constexpr int64_t kGroupBytes = int64_t(kVectorBytes == 64 ? 4 : 8) << 10;
 constexpr int64_t kReadOnlyGroupBytes = int64_t(16) << 10;

@@ -17,6 +17,7 @@
 
 #include "exp.h"
 #include "kernel_table.h"
+#include "row_ahead.h"
 #include "simd.h"
 #include "sums.h"
 
@@ -212,44 +213,6 @@ struct CarriedRow {
     T* y = nullptr;
     T by = T(0);
 };
-
-// The next group's row (softmax_rows), which the exp loop over this row
-// fetches into cache a block ahead of need: its scan then reads from cache,
-// not memory. A group's scans are bound by memory and its exp loops by the
-// FMA pipes; without the prefetch the two never overlapped. y is fetched for
-// writing, as the exp pass writes it first. A next group larger than
-// kPrefetchL1Bytes goes to L2 only (prefetcht1): fetched into L1 it evicted
-// the group being worked on (rows already in L2 then ran slower with the
-// prefetch than without it).
-template <class T>
-struct RowAhead {
-    const T* x = nullptr;
-    T* y = nullptr;
-    bool into_l1 = true;
-};
-
-constexpr int64_t kPrefetchL1Bytes = int64_t(16) << 10;
-
-// Prefetches the lines of elements [i, i + 4 vectors) of the row ahead.
-template <class T>
-FS_INLINE void prefetch_block(const RowAhead<T>& ahead, int64_t i) {
-    constexpr int64_t kLine = 64, kBlockBytes = 4 * kVectorBytes;
-    if (ahead.x == nullptr) return;
-    const auto fetch = [&](auto locality) FS_INLINE_LAMBDA {
-        constexpr int kLocality = decltype(locality)::value;
-        _Pragma("GCC unroll 8") for (int64_t b = 0; b < kBlockBytes; b += kLine) {
-            __builtin_prefetch(reinterpret_cast<const char*>(ahead.x + i) + b, 0, kLocality);
-            if (ahead.y != nullptr) {
-                __builtin_prefetch(reinterpret_cast<char*>(ahead.y + i) + b, 1, kLocality);
-            }
-        }
-    };
-    if (ahead.into_l1) {
-        fetch(std::integral_constant<int, 3>{});
-    } else {
-        fetch(std::integral_constant<int, 2>{});
-    }
-}
 
 template <class T, bool kSubnormal, bool kScaled, Stored kStore, bool kSplit, bool kMasked,
           LastPass kCarried = LastPass::none>
@@ -584,10 +547,8 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
             const CarriedRow<T> other = carries ? carried[r] : CarriedRow<T>{};
             RowAhead<T> next{};
             if (ahead) {
-                next.x = row_x + rows * x_stride;
-                if constexpr (kStore != Stored::nothing) next.y = row_y + rows * y_stride;
-                const int64_t bytes = rows * n * int64_t(sizeof(T)) * (next.y ? 2 : 1);
-                next.into_l1 = bytes <= kPrefetchL1Bytes;
+                T* next_y = kStore == Stored::nothing ? nullptr : row_y + rows * y_stride;
+                next = row_ahead(row_x + rows * x_stride, next_y, rows, n);
             }
             const auto pass = [&](auto carry) FS_INLINE_LAMBDA {
                 constexpr LastPass kCarried =

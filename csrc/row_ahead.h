@@ -1,0 +1,51 @@
+// The next group's rows, fetched into cache while this group's exp loops
+// run (softmax_rows): that group's scans then read from cache, not memory.
+// A group's scans are bound by memory and its exp loops by the FMA pipes;
+// without the prefetch the two never overlapped. y is fetched for writing,
+// as the exp pass writes it first.
+#pragma once
+
+#include <cstdint>
+
+#include "simd.h"
+
+FS_LEVEL_BEGIN
+
+template <class T>
+struct RowAhead {
+    const T* x = nullptr;
+    T* y = nullptr;  // nullptr: nothing is written (logsumexp)
+    bool into_l1 = true;
+};
+
+// A next group of more than this (x and y) goes to L2 only (prefetcht1):
+// fetched into L1 it evicted the group being worked on, and rows already in
+// L2 ran slower with the prefetch than without it.
+constexpr int64_t kPrefetchL1Bytes = int64_t(16) << 10;
+
+// The next group: `rows` rows of n elements starting at x (and y).
+template <class T>
+RowAhead<T> row_ahead(const T* x, T* y, int64_t rows, int64_t n) {
+    const int64_t bytes = rows * n * int64_t(sizeof(T)) * (y != nullptr ? 2 : 1);
+    return {x, y, bytes <= kPrefetchL1Bytes};
+}
+
+// Prefetches the lines of elements [i, i + 4 vectors) of the row ahead.
+template <class T>
+FS_INLINE void prefetch_block(const RowAhead<T>& ahead, int64_t i) {
+    constexpr int64_t kLine = 64, kBlockBytes = 4 * kVectorBytes;
+    if (ahead.x == nullptr) return;
+    _Pragma("GCC unroll 8") for (int64_t b = 0; b < kBlockBytes; b += kLine) {
+        const char* x = reinterpret_cast<const char*>(ahead.x + i) + b;
+        char* y = ahead.y != nullptr ? reinterpret_cast<char*>(ahead.y + i) + b : nullptr;
+        if (ahead.into_l1) {  // the locality must be a constant
+            __builtin_prefetch(x, 0, 3);
+            if (y != nullptr) __builtin_prefetch(y, 1, 3);
+        } else {
+            __builtin_prefetch(x, 0, 2);
+            if (y != nullptr) __builtin_prefetch(y, 1, 2);
+        }
+    }
+}
+
+FS_LEVEL_END
