@@ -73,6 +73,15 @@ def test_spec_examples_on_every_backend(server, logits, temperature, expected):
         assert r["argmax"] == 0
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_temperature_beyond_the_dtype_is_the_uniform_limit(dtype):
+    # 3.4028235677973366e38 rounds to inf in float32: casting it for the
+    # textbook columns raised an overflow warning (an HTTP 500 on the page).
+    result = compute.analyze([0.0, 1.0, -2.0], temperature=3.4028235677973366e38, dtype=dtype)
+    for p in (result["probabilities"], result["naive"]["probabilities"]):
+        np.testing.assert_allclose(np.asarray(p, np.float64), [1 / 3] * 3, rtol=1e-6)
+
+
 def test_result_fields(server):
     x = np.array([2.0, 1.0, 0.1])
     r = softmax_api(server, logits="2, 1, 0.1", temperature=0.5, target=2)

@@ -246,9 +246,9 @@ def _losses_from_logsumexp(
     x: np.ndarray, p: np.ndarray, target: int, temperature: float, backend: str
 ) -> tuple[float, float, None]:
     """The same with ``-log softmax(x / T)[t] = logsumexp(x / T) - x[t] / T``."""
-    correct = float(fs.logsumexp(x, temperature=temperature, backend=backend)) - float(
-        x[target] / x.dtype.type(temperature)
-    )
+    with np.errstate(over="ignore"):  # a temperature beyond float32 is inf there
+        scaled_target = float(x[target] / x.dtype.type(temperature))
+    correct = float(fs.logsumexp(x, temperature=temperature, backend=backend)) - scaled_target
     twice = float(fs.logsumexp(p, backend=backend)) - float(p[target])
     return correct, twice, None
 
@@ -323,8 +323,8 @@ def analyze(
     p = fs.softmax(x, temperature=t, backend=name)
     logp = fs.log_softmax(x, temperature=t, backend=name)
     lse = float(fs.logsumexp(x, temperature=t, backend=name))
-    tt = x.dtype.type(t)
     with np.errstate(all="ignore"):
+        tt = x.dtype.type(t)  # inf where t is beyond float32: the uniform limit
         m = x.max()
         shifted = np.exp((x - m) / tt)  # the stable numerators, in (0, 1]
         naive = np.exp(x / tt)  # the naive numerators: inf past ~709.78 (float64)
