@@ -2,14 +2,14 @@
 // three passes over such a row spend their time waiting on latencies (the
 // horizontal max, the exp's FMA chain, the lane totals, a division) with
 // the core mostly idle. Here each row is loaded once and stays in registers
-// from the scan to the one store (log_softmax reads it again for its store,
-// after the log), and a few rows go together so that their dependency chains
-// interleave; the logs of log_softmax and logsumexp rows are taken sixteen
-// rows at once.
+// from the scan to the one store, and a few rows go together so that their
+// dependency chains interleave; the logs of a group's log_softmax or
+// logsumexp rows are taken together, a lane a row, in one vector.
 #pragma once
 
-#include <cstring>
 #include <limits>
+#include <type_traits>
+#include <utility>
 
 #include "exp.h"
 #include "row_passes.h"
@@ -25,15 +25,19 @@ constexpr int kShortRowVectors = 4;
 
 enum class ShortOp { softmax, log_softmax, logsumexp };
 
-// G rows of M vectors each (rows g at x + g * x_stride, y likewise): with
-// G > 1 the rows' dependency chains (max, exp, sum, division) interleave,
-// which a row of one or two vectors needs: alone it waits on latencies.
-// softmax rows are written here; log_softmax and logsumexp rows leave their
-// max and sums in row_max[g], row_below[g], row_at[g] for their log
-// (short_rows_of).
+// The logs of a group's rows: G lanes of doubles, at least LogLanes' four.
+template <int G>
+struct GroupLogsOf {
+    typedef double type __attribute__((vector_size((G > kLogLanes ? G : kLogLanes) * 8)));
+};
+
+// G rows of M vectors each (rows g at x + g * x_stride, y likewise, the
+// logsumexp of row g at logsumexp[g * ls_step]): with G > 1 the rows'
+// dependency chains (max, exp, sum, division, log) interleave, which a row of
+// one or two vectors needs: alone it waits on latencies.
 template <class T, int M, int G, ShortOp kOp>
 bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
-                double temperature, T* row_max, double* row_below, double* row_at) {
+                double temperature, T* logsumexp, int64_t ls_step) {
     using S = Simd<T>;
     using Real = typename S::Real;
     using Ints = typename S::Ints;
@@ -87,7 +91,6 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
         FS_EACH(q) {
             if (last(q)) e[q] = live ? e[q] : Real{};
         }
-        SplitSum sums[G];
         typename S::Doubles totals[G];
         Ints at_counts[G];
         // exp_sums' order: blocks of four full vectors into acc[k % 4], the
@@ -117,59 +120,55 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
         } else {
             add_rows(std::integral_constant<int, M - 1>{});
         }
-        if constexpr (!kCompensatedTotals<T>) {  // float rows: lanes_sum's tree, G rows at once
-            const auto below = sum_lanes_of(totals);
-            const Ints at = fold_lanes_of(at_counts, [](auto a, auto b) { return a + b; });
-            for (int g = 0; g < G; ++g) sums[g] = {below[g], kSplit ? double(at[g]) : 0.0};
-        } else {
-            for (int g = 0; g < G; ++g) {
-                sums[g] = {vector_lanes_total<T>(totals[g], typename S::Doubles{}),
-                           kSplit ? double(lanes_sum(at_counts[g])) : 0.0};
+        // Lane g: row g's SplitSum (below the max, at it).
+        const auto [below, at] = [&] {
+            if constexpr (!kCompensatedTotals<T>) {  // float rows: lanes_sum's tree, G rows at once
+                const auto below = sum_lanes_of(totals);
+                using Sums = std::remove_cvref_t<decltype(below)>;
+                const Ints at = fold_lanes_of(at_counts, [](auto a, auto b) { return a + b; });
+                return std::pair{below, kSplit ? low_lanes_as<Sums>(at) : Sums{}};
+            } else {
+                typename GroupLogsOf<G>::type below{}, at{};
+                for (int g = 0; g < G; ++g) {
+                    below[g] = vector_lanes_total<T>(totals[g], typename S::Doubles{});
+                    at[g] = kSplit ? double(lanes_sum(at_counts[g])) : 0.0;
+                }
+                return std::pair{below, at};
             }
-        }
+        }();
+        using Sums = std::remove_cvref_t<decltype(below)>;
         if constexpr (kSplit) {
-            for (int g = 0; g < G; ++g) {
-                row_max[g] = scan[g].max;
-                row_below[g] = sums[g].below_max, row_at[g] = sums[g].at_max;
+            // The general passes' expressions (log_of_split_sum, logsumexp_of,
+            // subtract_row), the G rows' logs in one vector (other lanes: log 1).
+            const auto used = lane_indices<typename LogBitsOf<Sums>::type>() < G;
+            Sums logs[1] = {used ? below : Sums{}};
+            const Sums ats[1] = {used ? at : Sums{} + 1.0};
+            log_of_split_sums(logs, ats);
+            if constexpr (kOp == ShortOp::logsumexp) {
+                const Sums max = low_lanes_as<Sums>(maxima);
+                const Sums total = (temperature == 1.0 ? max : max / temperature) + logs[0];
+                for (int g = 0; g < G; ++g) logsumexp[g * ls_step] = static_cast<T>(total[g]);
+            } else {
+                for (int g = 0; g < G; ++g) {
+                    const T log_sum = static_cast<T>(logs[0][g]);
+                    for (int k = 0; k < M; ++k) {
+                        store(y + g * y_stride + k * L,
+                              log_softmax_of(v[g * M + k], scan[g].max, scale, log_sum),
+                              k + 1 < M ? L : tail);
+                    }
+                }
             }
         } else {
+            const Sums inverse = 1.0 / (below + at);
             for (int g = 0; g < G; ++g) {
                 T* out = y + g * y_stride;
                 const Real* eg = e + g * M;
-                const T inverse = static_cast<T>(1.0 / (sums[g].below_max + sums[g].at_max));
-                for (int k = 0; k < M; ++k) store(out + k * L, eg[k] * inverse, k + 1 < M ? L : tail);
+                const T factor = static_cast<T>(inverse[g]);
+                for (int k = 0; k < M; ++k) store(out + k * L, eg[k] * factor, k + 1 < M ? L : tail);
             }
         }
     });
     return true;
-}
-
-// The outputs of `rows` log_softmax or logsumexp rows from their logs: y =
-// d - log(sum), d from x again (subtract_row's expression), or logsumexp[g *
-// ls_step] = max / T + log(sum). x may be y: each vector is read before it
-// is written.
-template <ShortOp kOp, int M, class T>
-FS_INLINE void short_rows_finish(const T* x, int64_t x_stride, T* y, int64_t y_stride,
-                                 int64_t rows, int64_t n, double temperature, T* logsumexp,
-                                 int64_t ls_step, const T* max, const double* log_sums) {
-    constexpr int64_t L = Simd<T>::lanes;
-    const int64_t tail = n - (M - 1) * L;
-    const T scale = scale_of<T>(temperature);
-    for (int64_t g = 0; g < rows; ++g) {
-        if constexpr (kOp == ShortOp::logsumexp) {
-            logsumexp[g * ls_step] =
-                static_cast<T>(static_cast<double>(max[g]) / temperature + log_sums[g]);
-        } else {
-            const T log_sum = static_cast<T>(log_sums[g]);
-            const T* in = x + g * x_stride;
-            T* out = y + g * y_stride;
-            for (int k = 0; k < M; ++k) {
-                const int64_t count = k + 1 < M ? L : tail;
-                const auto v = count == L ? load(in + k * L, L, T(0)) : load_first(in + k * L, count);
-                store(out + k * L, log_softmax_of(v, max[g], scale, log_sum), count);
-            }
-        }
-    }
 }
 
 // Rows of 1 .. kShortRowVectors vectors, `rows` of them, a group at a time;
@@ -178,60 +177,23 @@ template <ShortOp kOp, int M, class T, class General>
 void short_rows_of(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows, int64_t n,
                    double temperature, T* logsumexp, int64_t ls_step, const General& general) {
     // Rows per group, the fastest measured: more rows than that run out of
-    // registers, fewer leave latencies exposed (eight rows of one vector
-    // where there are 32 registers). The packed lane folds take at most one
-    // row a lane.
-    constexpr int kRows = M == 1 && kVectorRegisters == 32 ? 8 : M <= 2 ? 4 : 2;
+    // registers, fewer leave latencies exposed (the group's log above all,
+    // whose chain one group alone waits on). Eight rows of up to two vectors
+    // where there are 32 registers, else four. The packed lane folds take
+    // at most one row a lane.
+    constexpr int kRows = kVectorRegisters == 32 && M <= 2 ? 8 : 4;
     constexpr int G = kRows < Simd<T>::lanes ? kRows : int(Simd<T>::lanes);
-    // log_softmax and logsumexp groups wait for their logs in a batch of
-    // kBatchRows rows (the waiting groups' rows start at first[...]), whose
-    // logs are taken together (log_of_split_sums on kBatchVectors vectors).
-    constexpr int kBatchVectors = 4, kBatchRows = kBatchVectors * kLogLanes;
-    constexpr int kGroups = kBatchRows / G;
-    static_assert(kGroups >= 1 && kGroups * G == kBatchRows);
-    alignas(32) double below[kBatchRows], at[kBatchRows];
-    T max[kBatchRows];
-    int64_t first[kGroups];
-    int waiting = 0;
-    const auto finish_waiting = [&] {
-        for (int j = waiting * G; j < kBatchRows; ++j) below[j] = 0.0, at[j] = 1.0;  // log 0
-        LogLanes logs[kBatchVectors], at_vectors[kBatchVectors];
-        std::memcpy(logs, below, sizeof logs);
-        std::memcpy(at_vectors, at, sizeof at_vectors);
-        log_of_split_sums(logs, at_vectors);
-        double log_sums[kBatchRows];
-        std::memcpy(log_sums, logs, sizeof log_sums);
-        for (int i = 0; i < waiting; ++i) {
-            const int64_t r = first[i];
-            short_rows_finish<kOp, M>(x + r * x_stride, x_stride, y + r * y_stride, y_stride, G, n,
-                                      temperature, logsumexp + r * ls_step, ls_step, max + i * G,
-                                      log_sums + i * G);
-        }
-        waiting = 0;
-    };
     int64_t r = 0;
     for (; r + G <= rows; r += G) {
-        const int j = waiting * G;
         if (!short_rows<T, M, G, kOp>(x + r * x_stride, x_stride, y + r * y_stride, y_stride, n,
-                                       temperature, max + j, below + j, at + j)) {
+                                       temperature, logsumexp + r * ls_step, ls_step)) {
             for (int64_t g = r; g < r + G; ++g) general(g);
-        } else if constexpr (kOp != ShortOp::softmax) {
-            first[waiting++] = r;
-            if (waiting == kGroups) finish_waiting();
         }
     }
-    if (waiting > 0) finish_waiting();
     for (; r < rows; ++r) {
-        T row_max;
-        double row_below, row_at;
         if (!short_rows<T, M, 1, kOp>(x + r * x_stride, x_stride, y + r * y_stride, y_stride, n,
-                                       temperature, &row_max, &row_below, &row_at)) {
+                                       temperature, logsumexp + r * ls_step, ls_step)) {
             general(r);
-        } else if constexpr (kOp != ShortOp::softmax) {
-            const double log_sum = log_of_split_sum({row_below, row_at});
-            short_rows_finish<kOp, M>(x + r * x_stride, x_stride, y + r * y_stride, y_stride, 1, n,
-                                      temperature, logsumexp + r * ls_step, ls_step, &row_max,
-                                      &log_sum);
         }
     }
 }

@@ -251,6 +251,22 @@ FS_INLINE typename Simd<T>::Ints load_mask(const uint8_t* p, int64_t count) {
 template <class V>
 constexpr int64_t lanes_of = int64_t(sizeof(V) / sizeof(V{}[0]));
 
+// Lanes 0 .. lanes_of<B> - 1 of v converted to B's lane type (lanes v
+// lacks: 0).
+template <class B, class V>
+FS_INLINE B low_lanes_as(const V& v) {
+    constexpr int64_t n = lanes_of<B>;
+    if constexpr (lanes_of<V> >= n) {
+        return [&]<std::size_t... j>(std::index_sequence<j...>) __attribute__((always_inline)) {
+            return __builtin_convertvector(__builtin_shufflevector(v, v, j...), B);
+        }(std::make_index_sequence<std::size_t(n)>{});
+    } else {
+        B b{};
+        for (int64_t j = 0; j < lanes_of<V>; ++j) b[j] = v[j];
+        return b;
+    }
+}
+
 // op over the lanes of v as a tree: lane j with lane j + lanes/2, then the
 // halves again (log2(lanes) dependent steps instead of lanes - 1).
 template <class V, class Op>

@@ -181,14 +181,18 @@ FS_INLINE double total_count(const I& count) {
 typedef double LogLanes __attribute__((vector_size(32)));
 constexpr int kLogLanes = 4;
 
-typedef std::int64_t LogBits __attribute__((vector_size(32)));
+// The logs below take any vector of doubles D (LogLanes, or the short rows'
+// vector of a group's sums); Bits<D> holds its lanes' bits.
+template <class D>
+struct LogBitsOf {
+    typedef std::int64_t type __attribute__((vector_size(sizeof(D))));
+};
 
 // log1p(b) for b >= 0 (finite or +inf), in each lane of K vectors of doubles,
 // in place: every log_softmax and logsumexp row ends with one (libm's log1p
 // call was a sixth of the time of a row of 128 floats); rows that come in
-// groups take theirs four at a time, and short rows K vectors at once, the
-// K dependency chains interleaved op by op (one alone leaves the core idle
-// behind its latency). u = 1 + b rounded; log(u) = k ln2 + log(m) with u =
+// groups take theirs four at a time, short rows a group's at once (a lane a
+// row), with K vectors the K dependency chains interleaved op by op. u = 1 + b rounded; log(u) = k ln2 + log(m) with u =
 // 2^k m, m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(s), s = f / (2 + f), f =
 // m - 1 (exact), through fdlibm's degree-14 Remez fit in s (its Lg1..Lg7
 // coefficients); c = (b - (u - 1)) / u puts back what rounding 1 + b lost,
@@ -196,9 +200,9 @@ typedef std::int64_t LogBits __attribute__((vector_size(32)));
 // and as a branch it cost as much as the rest of the log in mispredictions.
 // Measured: at most 0.76 ULP with FMA, 0.88 without, over 2e7 random b in
 // [2^-60, 2^1000] against a long double log1p.
-template <int K>
-FS_INLINE void log1p_nonnegative(LogLanes (&b)[K]) {
-    using D = LogLanes;
+template <int K, class D>
+FS_INLINE void log1p_nonnegative(D (&b)[K]) {
+    using LogBits = typename LogBitsOf<D>::type;
     constexpr std::int64_t kOne = 0x3FF0000000000000, kRootHalf = 0x3FE6A09E667F3BCD;
     constexpr double ln2_high = 6.93147180369123816490e-01;  // k * ln2_high exact for |k| < 2^11
     constexpr double ln2_low = 1.90821492927058770002e-10;
@@ -240,28 +244,23 @@ FS_INLINE void log1p_nonnegative(LogLanes (&b)[K]) {
     }
 }
 
-FS_INLINE LogLanes log1p_nonnegative(LogLanes b) {
-    LogLanes v[1] = {b};
-    log1p_nonnegative(v);
-    return v[0];
-}
-
 // log(at + below) = log(at) + log1p(below / at) for the lanes' rows (unused
 // lanes: below 0, at 1), into below. With at == 1 in every lane (one element
 // at the max: the usual rows) one log1p does; the general form gives the
 // same bits there (log1p(0) is 0), so a row's log does not depend on which
-// rows share its vectors.
-template <int K>
-FS_INLINE void log_of_split_sums(LogLanes (&below)[K], const LogLanes (&at)[K]) {
-    bool all_one = true;
-    FS_EACH(j) {
-        for (int lane = 0; lane < kLogLanes; ++lane) all_one = all_one && at[j][lane] == 1.0;
-    }
-    if (all_one) {
+// rows share its vectors. Not inlined: which products the compiler fuses
+// into FMAs depended on the caller it was inlined into, and then a row's
+// log differed by an ULP between the row and column kernels; one body per
+// vector type gives every caller the same bits.
+template <int K, class D>
+__attribute__((noinline)) void log_of_split_sums(D (&below)[K], const D (&at)[K]) {
+    auto ones = at[0] == 1.0;
+    FS_EACH(j) ones &= at[j] == 1.0;
+    if (fold_lanes(ones, [](auto a, auto b) { return a & b; }) != 0) {
         log1p_nonnegative(below);
         return;
     }
-    LogLanes high[K];
+    D high[K];
     FS_EACH(j) high[j] = at[j] - 1.0, below[j] = below[j] / at[j];
     log1p_nonnegative(high);
     log1p_nonnegative(below);
