@@ -31,7 +31,12 @@ TABLE_LEVELS = {"avx512"}
 
 
 def ulp_bound(cpp) -> float:
-    return 1.0 if cpp.simd_level() in FMA_LEVELS else 1.25
+    # FMA levels without the table run the degree-5 polynomial, which takes
+    # the contract's 2 ULP (csrc/exp.h); the others keep under 1.25.
+    level = cpp.simd_level()
+    if level in TABLE_LEVELS:
+        return 1.0
+    return 2.0 if level in FMA_LEVELS else 1.25
 
 
 @pytest.fixture(params=fs.info()["simd_levels"] or [None])
@@ -102,7 +107,7 @@ def test_contract_worst_inputs_are_within_the_stated_bounds(level):
     worst = _contract_worst_inputs()
     assert set(worst) == {"F32_TABLE", "F32_FMA", "F32", "F64_FMA", "F64"}
     fma = level.simd_level() in FMA_LEVELS
-    stated = {"F32_TABLE": 0.9977, "F32_FMA": 0.8822, "F32": 1.1764, "F64_FMA": 0.945, "F64": 1.226}
+    stated = {"F32_TABLE": 0.9977, "F32_FMA": 1.9777, "F32": 1.1764, "F64_FMA": 0.945, "F64": 1.226}
     f32 = "F32_TABLE" if level.simd_level() in TABLE_LEVELS else "F32_FMA" if fma else "F32"
     for name in (f32, "F64_FMA" if fma else "F64"):
         dtype = np.float32 if name.startswith("F32") else np.float64
