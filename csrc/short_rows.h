@@ -21,9 +21,13 @@ FS_LEVEL_BEGIN
 // a partial tail into accumulator 1, or one block of four into four
 // accumulators), so a short row gets the bits the general passes give.
 // Special and wide rows return false (the general path takes them).
-constexpr int kShortRowVectors = 4;
-
 enum class ShortOp { softmax, log_softmax, logsumexp };
+
+// Softmax rows of five to eight vectors fit two to a group where there are
+// 32 registers, and ran faster so than through the general passes; with
+// their log's chain to wait on, log_softmax and logsumexp rows did not.
+template <ShortOp kOp>
+constexpr int kShortRowVectors = kOp == ShortOp::softmax && kVectorRegisters == 32 ? 8 : 4;
 
 // The logs of a group's rows: G lanes of doubles, at least LogLanes' four.
 template <int G>
@@ -171,7 +175,7 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
     return true;
 }
 
-// Rows of 1 .. kShortRowVectors vectors, `rows` of them, a group at a time;
+// Rows of M <= kShortRowVectors vectors, `rows` of them, a group at a time;
 // a group holding a special or wide row goes row by row through `general`.
 template <ShortOp kOp, int M, class T, class General>
 void short_rows_of(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows, int64_t n,
@@ -179,9 +183,9 @@ void short_rows_of(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t
     // Rows per group, the fastest measured: more rows than that run out of
     // registers, fewer leave latencies exposed (the group's log above all,
     // whose chain one group alone waits on). Eight rows of up to two vectors
-    // where there are 32 registers, else four. The packed lane folds take
-    // at most one row a lane.
-    constexpr int kRows = kVectorRegisters == 32 && M <= 2 ? 8 : 4;
+    // where there are 32 registers, else four; two of five to eight vectors.
+    // The packed lane folds take at most one row a lane.
+    constexpr int kRows = kVectorRegisters == 32 && M <= 2 ? 8 : M <= 4 ? 4 : 2;
     constexpr int G = kRows < Simd<T>::lanes ? kRows : int(Simd<T>::lanes);
     int64_t r = 0;
     for (; r + G <= rows; r += G) {
@@ -202,15 +206,15 @@ void short_rows_of(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t
 template <ShortOp kOp, class T, class General>
 bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows, int64_t n,
                 double temperature, T* logsumexp, int64_t ls_step, const General& general) {
-    constexpr int64_t L = Simd<T>::lanes;
-    if (n <= 0) return false;
-    switch ((n + L - 1) / L) {
-        case 1: short_rows_of<kOp, 1>(x, x_stride, y, y_stride, rows, n, temperature, logsumexp, ls_step, general); return true;
-        case 2: short_rows_of<kOp, 2>(x, x_stride, y, y_stride, rows, n, temperature, logsumexp, ls_step, general); return true;
-        case 3: short_rows_of<kOp, 3>(x, x_stride, y, y_stride, rows, n, temperature, logsumexp, ls_step, general); return true;
-        case 4: short_rows_of<kOp, 4>(x, x_stride, y, y_stride, rows, n, temperature, logsumexp, ls_step, general); return true;
-        default: return false;
-    }
+    const int64_t vectors = (n + Simd<T>::lanes - 1) / Simd<T>::lanes;
+    if (n <= 0 || vectors > kShortRowVectors<kOp>) return false;
+    [&]<int... m>(std::integer_sequence<int, m...>) {
+        ((vectors == m + 1 && (short_rows_of<kOp, m + 1>(x, x_stride, y, y_stride, rows, n,
+                                                          temperature, logsumexp, ls_step, general),
+                               true)) ||
+         ...);
+    }(std::make_integer_sequence<int, kShortRowVectors<kOp>>{});
+    return true;
 }
 
 

@@ -265,7 +265,7 @@ def test_a_column_needing_the_row_path_leaves_the_values_of_rows(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("n", [1, 3, 4, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 63, 64, 65])
+@pytest.mark.parametrize("n", [1, 3, 4, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 63, 64, 65, 96, 128])
 def test_short_rows_do_not_depend_on_their_neighbours(backend, dtype, kind, n):
     """Short rows are computed a few at a time (their chains interleaved);
     each row gets the bits it gets alone, whatever its neighbours are:
@@ -290,10 +290,10 @@ _CPP_LEVELS = fs.info()["simd_levels"] if "cpp" in fs.backends() else []
 @pytest.mark.parametrize("level", _CPP_LEVELS)
 @pytest.mark.parametrize("kind", KINDS)
 def test_short_rows_give_the_bits_of_the_general_passes(level, dtype, kind):
-    """Rows of at most four vectors go through the short-row kernels, which
-    fold their sums for several rows at once; a mask that keeps every element
-    sends the same rows through the general three passes, whose order the
-    short rows must follow exactly."""
+    """Rows of at most four vectors (softmax: eight with 32 vector registers)
+    go through the short-row kernels, which fold their sums for several rows
+    at once; a mask that keeps every element sends the same rows through the
+    general three passes, whose order the short rows must follow exactly."""
     from fastsoftmax import _backends
 
     cpp = _backends.get("cpp")
@@ -302,7 +302,7 @@ def test_short_rows_give_the_bits_of_the_general_passes(level, dtype, kind):
     try:
         rng = np.random.default_rng(41)
         f = getattr(fs, kind)
-        for n in [1, 3, 4, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 63, 64]:
+        for n in [1, 3, 4, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 63, 64, 65, 80, 96, 127, 128]:
             x = random_logits(rng, (37, n), dtype) * 5
             short = f(x, axis=-1)
             general = f(x, axis=-1, where=np.ones(x.shape, bool))
