@@ -143,14 +143,16 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
         using Sums = std::remove_cvref_t<decltype(below)>;
         if constexpr (kSplit) {
             // The general passes' expressions (log_of_split_sum, logsumexp_of,
-            // subtract_row), the G rows' logs in one vector (other lanes: log 1).
-            const auto used = lane_indices<typename LogBitsOf<Sums>::type>() < G;
-            Sums logs[1] = {used ? below : Sums{}};
-            const Sums ats[1] = {used ? at : Sums{} + 1.0};
+            // subtract_row), the G rows' logs in one vector no wider than G
+            // needs (the divisions cost by the lane), other lanes log 1.
+            using Logs = typename GroupLogsOf<G>::type;
+            const auto used = lane_indices<typename LogBitsOf<Logs>::type>() < G;
+            Logs logs[1] = {used ? low_lanes_as<Logs>(below) : Logs{}};
+            const Logs ats[1] = {used ? low_lanes_as<Logs>(at) : Logs{} + 1.0};
             log_of_split_sums(logs, ats);
             if constexpr (kOp == ShortOp::logsumexp) {
-                const Sums max = low_lanes_as<Sums>(maxima);
-                const Sums total = (temperature == 1.0 ? max : max / temperature) + logs[0];
+                const Logs max = low_lanes_as<Logs>(maxima);
+                const Logs total = (temperature == 1.0 ? max : max / temperature) + logs[0];
                 for (int g = 0; g < G; ++g) logsumexp[g * ls_step] = static_cast<T>(total[g]);
             } else {
                 for (int g = 0; g < G; ++g) {
