@@ -131,13 +131,17 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
                 using Sums = std::remove_cvref_t<decltype(below)>;
                 const Ints at = fold_lanes_of(at_counts, [](auto a, auto b) { return a + b; });
                 return std::pair{below, kSplit ? low_lanes_as<Sums>(at) : Sums{}};
-            } else {
-                typename GroupLogsOf<G>::type below{}, at{};
-                for (int g = 0; g < G; ++g) {
-                    below[g] = vector_lanes_total<T>(totals[g], typename S::Doubles{});
-                    at[g] = kSplit ? double(lanes_sum(at_counts[g])) : 0.0;
+            } else {  // double rows: lanes_total's compensated order, G rows at once
+                using Sums = typename GroupLogsOf<G>::type;
+                CompensatedSums<Sums> below;
+                for (int64_t j = 0; j < L; ++j) {
+                    Sums lane{};
+                    for (int g = 0; g < G; ++g) lane[g] = totals[g][j];
+                    below.add(lane);  // (each lane's compensation, 0 here, adds nothing)
                 }
-                return std::pair{below, at};
+                Sums at{};
+                for (int g = 0; g < G; ++g) at[g] = kSplit ? double(lanes_sum(at_counts[g])) : 0.0;
+                return std::pair{below.value(), at};
             }
         }();
         using Sums = std::remove_cvref_t<decltype(below)>;

@@ -31,17 +31,25 @@ constexpr int64_t kChunk = kChunkVectors * Simd<T>::lanes;
 template <class T>
 constexpr bool kCompensatedTotals = sizeof(T) == 8;
 
-// Sum of doubles with Neumaier's compensation.
-struct CompensatedSum {
-    double sum = 0.0;
-    double compensation = 0.0;
-    FS_INLINE void add(double value) {
-        const double t = sum + value;
-        compensation += std::fabs(sum) >= std::fabs(value) ? (sum - t) + value : (value - t) + sum;
+// Sum of doubles with each add's rounding error kept apart (Neumaier's
+// scheme). The error is TwoSum's, which needs no comparison: the form that
+// ordered the two terms by magnitude first gives the same (exact) error, but
+// as a branch it was a coin toss on the rows of log_softmax, whose terms are
+// all below 1 (the max's term is counted apart).
+// V: double, or a vector of doubles (a sum in each lane).
+template <class V>
+struct CompensatedSums {
+    V sum{};
+    V compensation{};
+    FS_INLINE void add(V value) {
+        const V t = sum + value;
+        const V value_part = t - sum;
+        compensation += (sum - (t - value_part)) + (value - value_part);
         sum = t;
     }
-    FS_INLINE double value() const { return sum + compensation; }
+    FS_INLINE V value() const { return sum + compensation; }
 };
+using CompensatedSum = CompensatedSums<double>;
 
 // Running total of one lane's chunk partials (D = double), or of every lane
 // at once (D = a vector of doubles): TwoSum keeps the rounding error of each
