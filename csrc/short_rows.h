@@ -215,10 +215,11 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t ro
     const int64_t vectors = (n + Simd<T>::lanes - 1) / Simd<T>::lanes;
     if (n <= 0 || vectors > kShortRowVectors<kOp>) return false;
     [&]<int... m>(std::integer_sequence<int, m...>) {
-        ((vectors == m + 1 && (short_rows_of<kOp, m + 1>(x, x_stride, y, y_stride, rows, n,
-                                                          temperature, logsumexp, ls_step, general),
-                               true)) ||
-         ...);
+        (void)((vectors == m + 1 &&
+                (short_rows_of<kOp, m + 1>(x, x_stride, y, y_stride, rows, n, temperature,
+                                           logsumexp, ls_step, general),
+                 true)) ||
+               ...);
     }(std::make_integer_sequence<int, kShortRowVectors<kOp>>{});
     return true;
 }
