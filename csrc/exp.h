@@ -45,8 +45,8 @@
 
 FS_LEVEL_BEGIN
 
-// d = n ln2 + r with |r| <= ln2/2, exp(r) = 1 + r + r^2 q(r), then 2^n through
-// the exponent bits. The shifter is 1.5 * 2^m (m mantissa bits): adding it
+// d = n ln2 + r with |r| <= ln2/2, exp(r) by a polynomial in r, then 2^n
+// through the exponent bits. The shifter is 1.5 * 2^m (m mantissa bits): adding it
 // rounds d / ln2 to an integer and leaves n, in two's complement, in the low
 // bits of t, so n shifted into the exponent field is one shift. ln2 is split in a high part with few bits, so n * ln2_high is
 // exact. q: double, degree 9 (a Chebyshev fit, 1.6e-17). float with FMA:

@@ -10,7 +10,7 @@
 //   sums.h          the summation order and the precision of the sums
 //   row_passes.h    scan, exp and sum, scale / subtract; special and wide rows
 //   online_rows.h   rows too long for the cache: the online normalizer
-//   short_rows.h    rows of at most four vectors, in registers
+//   short_rows.h    rows of a few vectors (at most four; softmax eight), in registers
 //   column_sweep.h  reductions over a non-last axis, no transpose
 //   half.h          float16 / bfloat16 conversion
 #include "column_sweep.h"

@@ -17,9 +17,10 @@
 
 FS_LEVEL_BEGIN
 
-// The sums take exp_sums' order exactly (full vectors into accumulator 0 and
-// a partial tail into accumulator 1, or one block of four into four
-// accumulators), so a short row gets the bits the general passes give.
+// The sums take exp_sums' order exactly (blocks of four full vectors into
+// four accumulators, the full vectors left into accumulator 0, a partial
+// tail into accumulator 1), so a short row gets the bits the general passes
+// give.
 // Special and wide rows return false (the general path takes them).
 enum class ShortOp { softmax, log_softmax, logsumexp };
 

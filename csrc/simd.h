@@ -29,6 +29,13 @@
 
 #define FS_INLINE inline __attribute__((always_inline))
 #define FS_INLINE_LAMBDA __attribute__((always_inline))
+// Compiled once, for every caller: no inlining and (GCC) no clones
+// specialised on a caller's constants.
+#if defined(__clang__)
+#define FS_OUT_OF_LINE __attribute__((noinline))
+#else
+#define FS_OUT_OF_LINE __attribute__((noipa))
+#endif
 
 // Every step of a block runs over K independent vectors before the next
 // step: a chain of dependent FMAs one vector at a time leaves the FMA units

@@ -190,7 +190,7 @@ typedef double LogLanes __attribute__((vector_size(32)));
 constexpr int kLogLanes = 4;
 
 // The logs below take any vector of doubles D (LogLanes, or the short rows'
-// vector of a group's sums); Bits<D> holds its lanes' bits.
+// vector of a group's sums); LogBitsOf<D>::type holds its lanes' bits.
 template <class D>
 struct LogBitsOf {
     typedef std::int64_t type __attribute__((vector_size(sizeof(D))));
@@ -259,9 +259,10 @@ FS_INLINE void log1p_nonnegative(D (&b)[K]) {
 // rows share its vectors. Not inlined: which products the compiler fuses
 // into FMAs depended on the caller it was inlined into, and then a row's
 // log differed by an ULP between the row and column kernels; one body per
-// vector type gives every caller the same bits.
+// vector type gives every caller the same bits. (The widths' bodies are the
+// same source, fused alike: the short-row tests compare them bit for bit.)
 template <int K, class D>
-__attribute__((noinline)) void log_of_split_sums(D (&below)[K], const D (&at)[K]) {
+FS_OUT_OF_LINE void log_of_split_sums(D (&below)[K], const D (&at)[K]) {
     auto ones = at[0] == 1.0;
     FS_EACH(j) ones &= at[j] == 1.0;
     if (fold_lanes(ones, [](auto a, auto b) { return a & b; }) != 0) {

@@ -304,9 +304,10 @@ def test_short_rows_give_the_bits_of_the_general_passes(level, dtype, kind):
         f = getattr(fs, kind)
         for n in [1, 3, 4, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 63, 64, 65, 80, 96, 127, 128]:
             x = random_logits(rng, (37, n), dtype) * 5
-            short = f(x, axis=-1)
-            general = f(x, axis=-1, where=np.ones(x.shape, bool))
-            np.testing.assert_array_equal(short, general, err_msg=f"n={n}")
+            for temperature in (1.0, 0.7):
+                short = f(x, axis=-1, temperature=temperature)
+                general = f(x, axis=-1, temperature=temperature, where=np.ones(x.shape, bool))
+                np.testing.assert_array_equal(short, general, err_msg=f"n={n} T={temperature}")
     finally:
         cpp.set_simd_level(previous)
 
