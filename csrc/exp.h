@@ -49,13 +49,11 @@ FS_LEVEL_BEGIN
 // through the exponent bits. The shifter is 1.5 * 2^m (m mantissa bits): adding it
 // rounds d / ln2 to an integer and leaves n, in two's complement, in the low
 // bits of t, so n shifted into the exponent field is one shift. ln2 is split in a high part with few bits, so n * ln2_high is
-// exact. q: double, degree 9 (a Chebyshev fit, 1.6e-17). float with FMA:
-// degree 5 in r with the linear term fitted too (1 + r c1 + ... + r^5 c5, a
-// minimax fit of 9.2e-8 relative error, the float coefficients fitted one at
-// a time with the rest refitted): 1.98 ULP over every float, inside the 2
-// ULP contract, for one FMA a vector less than degree 6. Without FMA each
-// step rounds twice and degree 5 reached 2.26 ULP: those levels keep degree
-// 6 (q of degree 4, 3.8e-9 relative error, 1.18 ULP).
+// exact. q: double, degree 9 (a Chebyshev fit). float with FMA: degree 5
+// in r with the linear term fitted too (1 + r c1 + ... + r^5 c5, a minimax
+// fit), inside the 2 ULP contract above for one FMA a vector less. Without
+// FMA each step rounds twice and degree 5 goes over 2 ULP, so those levels
+// keep degree 6 (1 + r + r^2 q(r), q of degree 4). The fits: csrc/README.md.
 template <class T>
 struct ExpConstants;
 
