@@ -74,7 +74,7 @@ const RowKernels* best_kernels() {
 }
 
 std::atomic<const RowKernels*> g_kernels{best_kernels()};
-std::atomic<std::int64_t> g_online_row_bytes{std::int64_t(64) << 20};
+std::atomic<std::int64_t> g_online_row_bytes{std::int64_t(512) << 10};
 
 }  // namespace
 

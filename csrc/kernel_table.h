@@ -25,12 +25,18 @@ namespace fastsoftmax {
 
 enum class RowOp : int { softmax = 0, log_softmax = 1 };
 
-// Rows of at least online_row_bytes() bytes take the online (two-pass)
-// algorithm, shorter ones the three passes. The default (64 MiB) keeps the
-// three passes wherever the exp, not memory, limits the speed; settable for
-// tests and tuning (defined in dispatch.cpp).
+// softmax and log_softmax rows of at least online_row_bytes() bytes take the
+// online (two-pass) algorithm, shorter ones the three passes; logsumexp rows
+// from four times that. The default, 512 KiB, is where a row and its y no
+// longer share L2 with the next rows; settable for tests and tuning (defined
+// in dispatch.cpp).
 std::int64_t online_row_bytes();
 void set_online_row_bytes(std::int64_t bytes);
+
+// A call that writes more than this (all threads together) would not keep
+// its y in cache anyway: its online rows' y is written with streaming
+// stores, which do not read each line of y from memory before writing it.
+constexpr std::int64_t kStreamingBytes = std::int64_t(16) << 20;
 
 struct RowKernels {
     const char* level;  // "avx512", "avx2", "avx2_wide", "sse2", "neon", "generic"
@@ -55,13 +61,15 @@ struct RowKernels {
     // `rows` contiguous rows without a mask, row r at x + r * x_stride (y
     // likewise): softmax_row on each, except that rows of at most four
     // vectors are computed a few at a time in registers (one read, one
-    // write; the same bits).
+    // write; the same bits). With `stream`, online rows write y with
+    // streaming stores, past the caches (the same bits; for calls whose y
+    // is larger than kStreamingBytes).
     void (*softmax_rows_f32)(const float* x, std::int64_t x_stride, float* y,
                              std::int64_t y_stride, std::int64_t rows, std::int64_t n,
-                             double temperature, RowOp op);
+                             double temperature, RowOp op, bool stream);
     void (*softmax_rows_f64)(const double* x, std::int64_t x_stride, double* y,
                              std::int64_t y_stride, std::int64_t rows, std::int64_t n,
-                             double temperature, RowOp op);
+                             double temperature, RowOp op, bool stream);
     // out[r * out_step] = logsumexp of row r, rounded to the row's type.
     void (*logsumexp_rows_f32)(const float* x, std::int64_t x_stride, float* out,
                                std::int64_t out_step, std::int64_t rows, std::int64_t n,

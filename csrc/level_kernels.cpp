@@ -28,6 +28,14 @@ bool online_sized(int64_t n) {
     return n * int64_t(sizeof(T)) >= online_row_bytes();
 }
 
+// logsumexp's three passes move half the bytes (no y), and the in-cache
+// groups prefetch rows of up to 1 MiB: its rows go online from four times
+// the threshold.
+template <class T>
+bool online_sized_read_only(int64_t n) {
+    return n * int64_t(sizeof(T)) / 4 >= online_row_bytes();
+}
+
 template <class T>
 void softmax_row(const T* x, T* y, const uint8_t* mask, int64_t n, double temperature,
                  RowOp op) {
@@ -40,7 +48,7 @@ void softmax_row(const T* x, T* y, const uint8_t* mask, int64_t n, double temper
 
 template <class T>
 double logsumexp_row(const T* x, const uint8_t* mask, int64_t n, double temperature) {
-    if (online_sized<T>(n)) return logsumexp_row_online(x, mask, n, temperature);
+    if (online_sized_read_only<T>(n)) return logsumexp_row_online(x, mask, n, temperature);
     return logsumexp_row_in_cache(x, mask, n, temperature);
 }
 
@@ -140,10 +148,11 @@ void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int
 // online rows one by one.
 template <class T>
 void softmax_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows, int64_t n,
-                  double temperature, RowOp op) {
+                  double temperature, RowOp op, bool stream) {
     if (online_sized<T>(n)) {
         for (int64_t r = 0; r < rows; ++r) {
-            softmax_row_online(x + r * x_stride, y + r * y_stride, nullptr, n, temperature, op);
+            softmax_row_online(x + r * x_stride, y + r * y_stride, nullptr, n, temperature, op,
+                               stream);
         }
         return;
     }
@@ -194,7 +203,7 @@ void logsumexp_row_group(const T* x, int64_t x_stride, T* out, int64_t out_step,
 template <class T>
 void logsumexp_rows(const T* x, int64_t x_stride, T* out, int64_t out_step, int64_t rows,
                     int64_t n, double temperature) {
-    if (online_sized<T>(n)) {
+    if (online_sized_read_only<T>(n)) {
         for (int64_t r = 0; r < rows; ++r) {
             out[r * out_step] =
                 static_cast<T>(logsumexp_row_online(x + r * x_stride, nullptr, n, temperature));

@@ -42,9 +42,12 @@ OnlineRow<T> online_row(const T* x, const uint8_t* mask, int64_t n, T scale) {
             continue;
         }
         if (chunk.active == 0 || chunk.max == -inf) continue;  // adds nothing
+        // The next chunk comes into L1 while this one's exps run, so that its
+        // scan does not wait on memory.
+        const RowAhead<T> next{start + 2 * kOnlineChunk <= n ? x + start + kOnlineChunk : nullptr};
         const SplitSum s = row_exp_sums<T, Stored::nothing, true>(x + start, nullptr, chunk_mask, m,
                                                         chunk.max, scale,
-                                                        !stays_normal(chunk, scale));
+                                                        !stays_normal(chunk, scale), next);
         if (chunk.max > row.max) {  // rescale what was summed to the new max
             const double factor =
                 row.max == -inf ? 0.0
@@ -66,26 +69,26 @@ OnlineRow<T> online_row(const T* x, const uint8_t* mask, int64_t n, T scale) {
     return {row, {below.value(), at}};
 }
 
-// Online pass 2 of softmax: y = exp((x - max) * scale) * inverse_sum.
+// Online pass 2 of softmax: y = exp((x - max) * scale) * inverse_sum, y
+// streamed past the caches if `stream`.
 template <class T, bool kSubnormal, bool kScaled>
 void exp_scale_store(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale,
-                     T inverse_sum) {
+                     T inverse_sum, bool stream) {
     using Real = typename Simd<T>::Real;
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
-    Real unused[4];
-    visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) {
+    visit_output_vectors<T>(y, n, stream, [&](int64_t i, int64_t count, auto streaming) {
         Real v = load(x + i, count, neg_inf);
         if (mask != nullptr) v = load_mask<T>(mask + i, count) ? v : broadcast<Real>(neg_inf);
         const Real d = centred<kScaled>(v, max, scale);
         const Real e = mask != nullptr ? exp_nonpositive<T, true>(d)
                                        : exp_of_lanes<T, kSubnormal>(d, count);
-        store(y + i, e * inverse_sum, count);
+        store_output(y + i, e * inverse_sum, count, streaming);
     });
 }
 
 template <class T>
 void softmax_row_online(const T* x, T* y, const uint8_t* mask, int64_t n, double temperature,
-                        RowOp op) {
+                        RowOp op, bool stream = false) {
     const T scale = scale_of<T>(temperature);
     const OnlineRow<T> row = online_row(x, mask, n, scale);
     if (is_special(row.scan)) {
@@ -97,14 +100,15 @@ void softmax_row_online(const T* x, T* y, const uint8_t* mask, int64_t n, double
         return;
     }
     if (op == RowOp::log_softmax) {
-        subtract_row(x, y, mask, n, row.scan.max, scale, static_cast<T>(log_of_split_sum(row.sums)));
+        subtract_row(x, y, mask, n, row.scan.max, scale, static_cast<T>(log_of_split_sum(row.sums)),
+                     stream);
         return;
     }
     const T inverse = static_cast<T>(1.0 / (row.sums.below_max + row.sums.at_max));
     with_exp_flags(!stays_normal(row.scan, scale), scale != T(1), [&](auto sub, auto scaled) {
         exp_scale_store<T, decltype(sub)::value, decltype(scaled)::value>(x, y, mask, n,
                                                                           row.scan.max, scale,
-                                                                          inverse);
+                                                                          inverse, stream);
     });
 }
 

@@ -348,22 +348,24 @@ __attribute__((noinline)) SplitSum exp_sums_loop(const T* x, T* y, const uint8_t
 // The masked and unmasked loops compiled apart: a run-time mask test in the
 // loop kept the accumulators in memory.
 template <class T, bool kSubnormal, bool kScaled, Stored kStore, bool kSplit>
-SplitSum exp_sums(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale) {
+SplitSum exp_sums(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale,
+                  RowAhead<T> ahead) {
     if (mask != nullptr) {
         return exp_sums_loop<T, kSubnormal, kScaled, kStore, kSplit, true>(x, y, mask, n, max,
                                                                            scale);
     }
-    return exp_sums_loop<T, kSubnormal, kScaled, kStore, kSplit, false>(x, y, mask, n, max, scale);
+    return exp_sums_loop<T, kSubnormal, kScaled, kStore, kSplit, false>(x, y, mask, n, max, scale,
+                                                                        {}, ahead);
 }
 
 // Pass 2 with the exp form (subnormal: some exp(d) may be below the normal
 // range) and the scale picked at run time.
 template <class T, Stored kStore, bool kSplit>
 SplitSum row_exp_sums(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale,
-                      bool subnormal) {
+                      bool subnormal, RowAhead<T> ahead = {}) {
     return with_exp_flags(subnormal, scale != T(1), [&](auto sub, auto scaled) {
         return exp_sums<T, decltype(sub)::value, decltype(scaled)::value, kStore, kSplit>(
-            x, y, mask, n, max, scale);
+            x, y, mask, n, max, scale, ahead);
     });
 }
 
@@ -389,31 +391,32 @@ FS_INLINE R log_softmax_of(R x, M max, T scale, Log log_sum) {
     return d - log_sum;
 }
 
-// log_softmax pass 3: y = d - log_sum, masked lanes -inf. x may be y.
+// log_softmax's last pass from x: y = d - log_sum, masked lanes -inf; y's
+// stores stream past the caches if `stream` (store_streaming).
 template <bool kScaled, bool kMasked, class T>
 void subtract_row_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale,
-                       T log_sum) {
+                       T log_sum, bool stream) {
     using Real = typename Simd<T>::Real;
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
-    Real unused[4];
-    visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) {
+    visit_output_vectors<T>(y, n, stream, [&](int64_t i, int64_t count, auto streaming) {
         Real v = log_softmax_of<kScaled>(load(x + i, count, T(0)), max, scale, log_sum);
         if constexpr (kMasked) {
             v = load_mask<T>(mask + i, count) ? v : broadcast<Real>(neg_inf);
         }
-        store(y + i, v, count);
+        store_output(y + i, v, count, streaming);
     });
 }
 
 template <class T>
-void subtract_row(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale, T log_sum) {
+void subtract_row(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale, T log_sum,
+                  bool stream) {
     const bool scaled = scale != T(1);
     if (mask != nullptr) {
-        scaled ? subtract_row_impl<true, true>(x, y, mask, n, max, scale, log_sum)
-               : subtract_row_impl<false, true>(x, y, mask, n, max, scale, log_sum);
+        scaled ? subtract_row_impl<true, true>(x, y, mask, n, max, scale, log_sum, stream)
+               : subtract_row_impl<false, true>(x, y, mask, n, max, scale, log_sum, stream);
     } else {
-        scaled ? subtract_row_impl<true, false>(x, y, mask, n, max, scale, log_sum)
-               : subtract_row_impl<false, false>(x, y, mask, n, max, scale, log_sum);
+        scaled ? subtract_row_impl<true, false>(x, y, mask, n, max, scale, log_sum, stream)
+               : subtract_row_impl<false, false>(x, y, mask, n, max, scale, log_sum, stream);
     }
 }
 

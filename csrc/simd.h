@@ -13,11 +13,14 @@
 
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
+#elif defined(__SSE2__)
+#include <emmintrin.h>
 #endif
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 
 #ifndef FASTSOFTMAX_LEVEL
@@ -237,6 +240,75 @@ FS_INLINE void store(T* p, typename Simd<T>::Real v, int64_t count) {
         if (j < count) p[j] = v[j];
     }
 #endif
+}
+
+// Store a full vector to p, aligned to kVectorBytes, past the caches where
+// the ISA has such a store (x86's non-temporal stores): the line is not read
+// first and evicts nothing. Other ISAs store as usual.
+template <class T>
+FS_INLINE void store_streaming(T* p, typename Simd<T>::Real v) {
+#if defined(__AVX512F__)
+    using Piece = __m512i;
+#elif defined(__AVX__)
+    using Piece = __m256i;
+#elif defined(__SSE2__)
+    using Piece = __m128i;
+#endif
+#if defined(__x86_64__)
+    _Pragma("GCC unroll 4") for (int64_t b = 0; b < int64_t(sizeof v); b += int64_t(sizeof(Piece))) {
+        Piece piece;
+        std::memcpy(&piece, reinterpret_cast<const char*>(&v) + b, sizeof piece);
+        Piece* to = reinterpret_cast<Piece*>(reinterpret_cast<char*>(p) + b);
+#if defined(__AVX512F__)
+        _mm512_stream_si512(to, piece);
+#elif defined(__AVX__)
+        _mm256_stream_si256(to, piece);
+#else
+        _mm_stream_si128(to, piece);
+#endif
+    }
+#else
+    std::memcpy(p, &v, sizeof v);
+#endif
+}
+
+// store or store_streaming, as visit_output_vectors says.
+template <class T, bool kStreaming>
+FS_INLINE void store_output(T* p, typename Simd<T>::Real v, int64_t count,
+                            std::bool_constant<kStreaming>) {
+    if constexpr (kStreaming) {
+        store_streaming(p, v);
+    } else {
+        store(p, v, count);
+    }
+}
+
+// Orders the streaming stores before whatever follows (they are weakly
+// ordered on x86).
+FS_INLINE void streaming_done() {
+#if defined(__x86_64__)
+    _mm_sfence();
+#endif
+}
+
+// Visit [0, n) a vector at a time for a pass that writes y: visit(i, count,
+// streaming) with streaming true for the full vectors of y aligned to
+// kVectorBytes (if `stream`), false for the unaligned head and the tail.
+template <class T, class Visit>
+FS_INLINE void visit_output_vectors(const T* y, int64_t n, bool stream, const Visit& visit) {
+    constexpr int64_t L = Simd<T>::lanes;
+    int64_t i = 0;
+    if (stream && reinterpret_cast<std::uintptr_t>(y) % sizeof(T) == 0) {
+        const std::uintptr_t off = reinterpret_cast<std::uintptr_t>(y) % kVectorBytes;
+        const int64_t head = off == 0 ? 0 : int64_t(kVectorBytes - off) / int64_t(sizeof(T));
+        if (head + L <= n) {
+            if (head > 0) visit(int64_t(0), head, std::false_type{});
+            for (i = head; i + L <= n; i += L) visit(i, L, std::true_type{});
+            streaming_done();
+        }
+    }
+    for (; i + L <= n; i += L) visit(i, L, std::false_type{});
+    if (i < n) visit(i, n - i, std::false_type{});
 }
 
 // Mask bytes as lanes of all ones (active) or zeros; lanes past count are inactive.

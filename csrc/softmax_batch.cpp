@@ -162,8 +162,12 @@ struct SoftmaxRun {
                       [&](int64_t o, int64_t i, int64_t width) {
                           FS_TYPED(kernels, softmax_rows)(row_pointer(x, o, i), x.stride[1],
                                                           row_pointer(y, o, i), y.stride[1], width,
-                                                          extent.n, temperature, op);
+                                                          extent.n, temperature, op, stream());
                       });
+    }
+
+    bool stream() const {
+        return extent.outer * extent.inner * extent.n * int64_t(sizeof(T)) > kStreamingBytes;
     }
 
     void masked_rows(int64_t first, int64_t last) const {
@@ -218,6 +222,10 @@ struct LogsumexpRun {
                                                             row_pointer(y, o, i), y.stride[1],
                                                             width, extent.n, temperature);
                       });
+    }
+
+    bool stream() const {
+        return extent.outer * extent.inner * extent.n * int64_t(sizeof(T)) > kStreamingBytes;
     }
 
     void masked_rows(int64_t first, int64_t last) const {

@@ -368,3 +368,21 @@ def test_long_columns_give_the_values_of_rows(backend, kind):
     np.testing.assert_array_equal(
         f(x, axis=0, backend=backend), rows if kind == "logsumexp" else rows.T
     )
+
+
+@pytest.mark.parametrize("kind", ["softmax", "log_softmax"])
+def test_outputs_past_the_cache_give_the_values_of_one_row_at_a_time(backend, dtype, kind):
+    """Calls whose y passes 16 MiB store long rows past the caches (the
+    compiled kernel's streaming stores, from the first aligned vector of y):
+    the values are those of each row alone, whose output is small, into an
+    out= that starts off the vector alignment and into a fresh array."""
+    n = (5 << 20) // np.dtype(dtype).itemsize + 13  # rows of 5 MiB, online
+    x = random_logits(np.random.default_rng(31), (4, n), dtype)
+    f = getattr(fs, kind)
+    want = np.stack([f(row, backend=backend) for row in x])
+    raw = np.full(x.size + 3, 7.0, dtype=dtype)
+    out = raw[3:].reshape(x.shape)  # 3 elements past the allocation's alignment
+    assert f(x, axis=-1, out=out, backend=backend) is out
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(raw[:3], 7.0)  # nothing written before y
+    np.testing.assert_array_equal(f(x, axis=-1, backend=backend), want)
