@@ -179,7 +179,7 @@ void sweep_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
             for (int64_t lane = 0; lane < L; ++lane) {
                 const Real folded = (slot(lane, v) + slot(L + lane, v)) +
                                     (slot(2 * L + lane, v) + slot(3 * L + lane, v));
-                st.totals[v * L + lane].add(__builtin_convertvector(folded, typename S::Doubles));
+                st.totals[v * L + lane].add(widen<typename S::Doubles>(folded));
             }
         }
     }

@@ -328,7 +328,7 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
                 }
             }
         }
-        totals.add(__builtin_convertvector((acc[0] + acc[1]) + (acc[2] + acc[3]), Doubles));
+        totals.add(widen<Doubles>((acc[0] + acc[1]) + (acc[2] + acc[3])));
     }
     const double below = vector_lanes_total<T>(totals.sum, totals.compensation);
     return {below, kSplit ? total_count(at_count) : 0.0};

@@ -96,7 +96,7 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
         FS_EACH(q) {
             if (last(q)) e[q] = live ? e[q] : Real{};
         }
-        typename S::Doubles totals[G];
+        Real totals[G];  // a row's accumulators added, in the row's type
         Ints at_counts[G];
         // exp_sums' order: blocks of four full vectors into acc[k % 4], the
         // full vectors left into acc[0], a partial one into acc[1]. The count
@@ -115,8 +115,7 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
                     add_exp<kSplit>(acc[k < blocked ? k % 4 : k < full ? 0 : 1], at_count, dg[k],
                                     eg[k]);
                 }
-                totals[g] = __builtin_convertvector((acc[0] + acc[1]) + (acc[2] + acc[3]),
-                                                    typename S::Doubles);
+                totals[g] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
                 at_counts[g] = at_count;
             }
         };
@@ -128,7 +127,7 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
         // Lane g: row g's SplitSum (below the max, at it).
         const auto [below, at] = [&] {
             if constexpr (!kCompensatedTotals<T>) {  // float rows: lanes_sum's tree, G rows at once
-                const auto below = sum_lanes_of(totals);
+                const auto below = widened_sum_lanes_of<typename S::Doubles>(totals);
                 using Sums = std::remove_cvref_t<decltype(below)>;
                 const Ints at = fold_lanes_of(at_counts, [](auto a, auto b) { return a + b; });
                 return std::pair{below, kSplit ? low_lanes_as<Sums>(at) : Sums{}};
@@ -137,7 +136,7 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
                 CompensatedSums<Sums> below;
                 for (int64_t j = 0; j < L; ++j) {
                     Sums lane{};
-                    for (int g = 0; g < G; ++g) lane[g] = totals[g][j];
+                    for (int g = 0; g < G; ++g) lane[g] = double(totals[g][j]);
                     below.add(lane);  // (each lane's compensation, 0 here, adds nothing)
                 }
                 Sums at{};
@@ -145,7 +144,6 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
                 return std::pair{below.value(), at};
             }
         }();
-        using Sums = std::remove_cvref_t<decltype(below)>;
         if constexpr (kSplit) {
             // The general passes' expressions (log_of_split_sum, logsumexp_of,
             // subtract_row), the G rows' logs in one vector no wider than G
@@ -162,7 +160,7 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
             } else {
                 for (int g = 0; g < G; ++g) {
                     const T log_sum = static_cast<T>(logs[0][g]);
-                    for (int k = 0; k < M; ++k) {
+                    _Pragma("GCC unroll 8") for (int k = 0; k < M; ++k) {
                         store(y + g * y_stride + k * L,
                               log_softmax_of(v[g * M + k], scan[g].max, scale, log_sum),
                               k + 1 < M ? L : tail);
@@ -170,12 +168,16 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
                 }
             }
         } else {
-            const Sums inverse = 1.0 / (below + at);
+            // The division in a vector no wider than G needs (as the logs).
+            using Narrow = typename GroupLogsOf<G>::type;
+            const Narrow inverse = 1.0 / low_lanes_as<Narrow>(below + at);
             for (int g = 0; g < G; ++g) {
                 T* out = y + g * y_stride;
                 const Real* eg = e + g * M;
                 const T factor = static_cast<T>(inverse[g]);
-                for (int k = 0; k < M; ++k) store(out + k * L, eg[k] * factor, k + 1 < M ? L : tail);
+                _Pragma("GCC unroll 8") for (int k = 0; k < M; ++k) {
+                    store(out + k * L, eg[k] * factor, k + 1 < M ? L : tail);
+                }
             }
         }
     });

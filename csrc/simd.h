@@ -330,6 +330,42 @@ FS_INLINE typename Simd<T>::Ints load_mask(const uint8_t* p, int64_t count) {
 template <class V>
 constexpr int64_t lanes_of = int64_t(sizeof(V) / sizeof(V{}[0]));
 
+// v's lanes converted to W's lane type (float to double: exact). Floats go
+// through the ISA's widest conversion a piece at a time: GCC lowered the
+// generic conversion in 4-lane pieces, each with an insert.
+template <class W, class V>
+FS_INLINE W widen(const V& v) {
+#if defined(__AVX512F__) || defined(__AVX__)
+    using From = std::remove_cvref_t<decltype(v[0])>;
+    using To = std::remove_cvref_t<decltype(W{}[0])>;
+    if constexpr (std::is_same_v<From, float> && std::is_same_v<To, double> &&
+                  lanes_of<V> == lanes_of<W>) {
+#if defined(__AVX512F__)
+        using Half = __m256;
+        // (maskz: the unmasked form's undefined source warns under GCC 12)
+        const auto convert = [](Half h) FS_INLINE_LAMBDA {
+            return _mm512_maskz_cvtps_pd(__mmask8(0xff), h);
+        };
+#else
+        using Half = __m128;
+        const auto convert = [](Half h) FS_INLINE_LAMBDA { return _mm256_cvtps_pd(h); };
+#endif
+        constexpr int64_t kPiece = int64_t(sizeof(Half));
+        if constexpr (int64_t(sizeof(V)) % kPiece == 0) {
+            W w;
+            _Pragma("GCC unroll 8") for (int64_t b = 0; b < int64_t(sizeof(V)); b += kPiece) {
+                Half piece;
+                std::memcpy(&piece, reinterpret_cast<const char*>(&v) + b, sizeof piece);
+                const auto wide = convert(piece);
+                std::memcpy(reinterpret_cast<char*>(&w) + 2 * b, &wide, sizeof wide);
+            }
+            return w;
+        }
+    }
+#endif
+    return __builtin_convertvector(v, W);
+}
+
 // Lanes 0 .. lanes_of<B> - 1 of v converted to B's lane type (lanes v
 // lacks: 0).
 template <class B, class V>
@@ -337,7 +373,7 @@ FS_INLINE B low_lanes_as(const V& v) {
     constexpr int64_t n = lanes_of<B>;
     if constexpr (lanes_of<V> >= n) {
         return [&]<std::size_t... j>(std::index_sequence<j...>) __attribute__((always_inline)) {
-            return __builtin_convertvector(__builtin_shufflevector(v, v, j...), B);
+            return widen<B>(__builtin_shufflevector(v, v, j...));
         }(std::make_index_sequence<std::size_t(n)>{});
     } else {
         B b{};
@@ -418,26 +454,32 @@ FS_INLINE V fold_lanes_of(const V (&v)[G], const Op& op) {
     return fold_rows<lanes_of<V>, G>(v, op);
 }
 
-// fold_lanes_of(v, +) with the tree's first step (lane j plus lane j + w/2)
-// taken as the sum of each vector's two halves: the same pairs in the same
-// order, but no shuffle of a vector twice the register width (the float
-// rows' double totals on AVX-512), which GCC assembles a lane at a time.
-// Lane g of the result is row g's total; G at most half the lanes.
-template <int G, class V>
-FS_INLINE auto sum_lanes_of(const V (&v)[G]) {
+// Lane g: lanes_sum of v[g] widened to W (the float rows' double totals),
+// the same pairs in the same order as fold_lanes_of over the widened
+// vectors. Where G is at most half the lanes, the tree's first step (lane j
+// plus lane j + L/2) adds the two widened halves of each vector, so that no
+// vector wider than a register is built (GCC assembled those a lane at a
+// time, through memory).
+template <class W, int G, class V>
+FS_INLINE auto widened_sum_lanes_of(const V (&v)[G]) {
     constexpr int64_t L = lanes_of<V>;
     if constexpr (L >= 2 && G <= L / 2) {
-        return [&]<std::size_t... j>(std::index_sequence<j...>) __attribute__((always_inline)) {
-            using Half = decltype(__builtin_shufflevector(v[0], v[0], j...));
-            Half halves[G];
+        typedef std::remove_cvref_t<decltype(W{}[0])> Wide
+                __attribute__((vector_size(sizeof(W) / 2)));
+            typedef std::remove_cvref_t<decltype(V{}[0])> Narrow
+                __attribute__((vector_size(sizeof(V) / 2)));
+            Wide halves[G];
             for (int g = 0; g < G; ++g) {
-                halves[g] = __builtin_shufflevector(v[g], v[g], j...) +
-                            __builtin_shufflevector(v[g], v[g], (j + L / 2)...);
+                Narrow low, high;  // (memcpy: GCC lowered the shuffles a lane at a time)
+                std::memcpy(&low, &v[g], sizeof low);
+                std::memcpy(&high, reinterpret_cast<const char*>(&v[g]) + sizeof low, sizeof high);
+                halves[g] = widen<Wide>(low) + widen<Wide>(high);
             }
             return fold_lanes_of(halves, [](auto a, auto b) { return a + b; });
-        }(std::make_index_sequence<std::size_t(L / 2)>{});
     } else {
-        return fold_lanes_of(v, [](auto a, auto b) { return a + b; });
+        W wide[G];
+        for (int g = 0; g < G; ++g) wide[g] = widen<W>(v[g]);
+        return fold_lanes_of(wide, [](auto a, auto b) { return a + b; });
     }
 }
 
