@@ -206,6 +206,13 @@ FS_INLINE void exp_table_block(typename Simd<float>::Real (&v)[K]) {
 }
 #endif
 
+// exp_nonpositive_block gives NaN for a NaN on every input, whatever its
+// payload: the table form ends in an FMA of the NaN. (The polynomial form
+// adds n to the exponent field as an integer, which can turn a NaN whose
+// payload has low bits set into a number.)
+template <class T>
+constexpr bool kExpKeepsNaN = kTableEntries > 0 && sizeof(T) == 4;
+
 // kSubnormal = false: the caller knows every d is above normal_exp_limit<T>
 // (no result is subnormal or zero), so the clamp and the two-step scaling go.
 template <class T, bool kSubnormal, int K>

@@ -111,7 +111,7 @@ void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int
     bool open[kGroupRows];
     const T scale = scale_of<T>(temperature);
     RowScan<T> scan[kGroupRows];
-    for (int64_t r = 0; r < rows; ++r) scan[r] = scan_unmasked_row(x + r * x_stride, n);
+    for (int64_t r = 0; r < rows; ++r) scan[r] = open_row_scan(x + r * x_stride, n, temperature);
     for (int64_t r = 0; r < rows; ++r) {
         open[r] = open_softmax_row(x + r * x_stride, y + r * y_stride, nullptr, n, temperature,
                                    scale, op, scan[r], pending[r]);
@@ -184,7 +184,7 @@ void logsumexp_row_group(const T* x, int64_t x_stride, T* out, int64_t out_step,
     double done[kGroupRows];
     const T scale = scale_of<T>(temperature);
     RowScan<T> scan[kGroupRows];
-    for (int64_t r = 0; r < rows; ++r) scan[r] = scan_unmasked_row(x + r * x_stride, n);
+    for (int64_t r = 0; r < rows; ++r) scan[r] = open_row_scan(x + r * x_stride, n, temperature);
     for (int64_t r = 0; r < rows; ++r) {
         open[r] = open_logsumexp_row(x + r * x_stride, nullptr, n, temperature, scale, scan[r],
                                      pending[r], done[r]);

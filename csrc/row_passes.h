@@ -33,8 +33,10 @@ struct RowScan {
 
 // scan_row without a mask: accumulators in registers; a partial tail is read
 // as the row's last full vector (lanes seen twice change no max, min or NaN
-// flag), so only rows shorter than a vector take a masked load.
-template <class T>
+// flag), so only rows shorter than a vector take a masked load. Without
+// kNanFlag, has_nan is false whatever the row holds (for callers that find
+// NaN in the exp pass's sum, open_row_scan).
+template <class T, bool kNanFlag = true>
 FS_INLINE RowScan<T> scan_unmasked_row(const T* x, int64_t n) {
     using S = Simd<T>;
     using Real = typename S::Real;
@@ -51,7 +53,7 @@ FS_INLINE RowScan<T> scan_unmasked_row(const T* x, int64_t n) {
     const auto add = [&](int k, Real high, Real low) FS_INLINE_LAMBDA {
         max[k] = high > max[k] ? high : max[k];
         min[k] = low < min[k] ? low : min[k];
-        nan[k] |= high != high;
+        if constexpr (kNanFlag) nan[k] |= high != high;
     };
     int64_t i = 0;
     for (; i + 4 * L <= n; i += 4 * L) {
@@ -427,6 +429,21 @@ void subtract_row(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T sca
 template <class T>
 bool needs_wide(const RowScan<T>& scan, double temperature) {
     return temperature > 1.0 && std::isfinite(scan.min) && !std::isfinite(scan.max - scan.min);
+}
+
+// The scan of an unmasked row of a group whose exp pass follows. Where the
+// exp keeps NaN (kExpKeepsNaN), the scan skips its NaN flag (two of its
+// operations a vector): a NaN in a row whose max is finite makes its exp
+// sum NaN, and so every value of the row NaN, the values a NaN row gets
+// (fill_special_row). Rows the scan finds special or wide are scanned again
+// with the flag, which picks their values.
+template <class T>
+FS_INLINE RowScan<T> open_row_scan(const T* x, int64_t n, double temperature) {
+    if constexpr (kExpKeepsNaN<T>) {
+        const RowScan<T> scan = scan_unmasked_row<T, false>(x, n);
+        if (!is_special(scan) && !needs_wide(scan, temperature)) return scan;
+    }
+    return scan_unmasked_row<T, true>(x, n);
 }
 
 // The wide rows: d = x / T - max / T in double, scalar (such rows are rare).

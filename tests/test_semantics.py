@@ -44,6 +44,42 @@ def scipy_value(kind, x, axis):
         return getattr(sc, kind)(x, axis=axis)
 
 
+def _nans_with_payloads(dtype):
+    """Quiet and signalling NaNs of both signs, payload bits low and high."""
+    bits = np.dtype(dtype).itemsize * 8
+    exponent = 0x7F800000 if bits == 32 else 0x7FF0000000000000
+    quiet = 1 << (22 if bits == 32 else 51)
+    words = [
+        exponent | quiet,
+        exponent | quiet | 1,
+        exponent | 1,
+        exponent | 0x1FF,
+        exponent | quiet | 0x155,
+    ]
+    words += [w | (1 << (bits - 1)) for w in words]
+    unsigned = np.uint32 if bits == 32 else np.uint64
+    return np.array(words, dtype=unsigned).view(dtype)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("n", [8, 16, 100, 1000, 5000])
+def test_a_nan_of_any_payload_makes_its_row_nan(backend, dtype, kind, n):
+    """A NaN among finite logits makes every value of its row NaN, whatever
+    its payload and sign (the exp of a NaN must stay NaN on every path: short
+    rows, groups of rows, any position in a vector), and leaves the other
+    rows alone."""
+    nans = _nans_with_payloads(dtype)
+    assert np.isnan(nans).all()
+    rng = np.random.default_rng(41)
+    x = random_logits(rng, (2 * len(nans), n), dtype)
+    for r, value in enumerate(nans):
+        x[2 * r, rng.integers(n)] = value
+    got = getattr(fs, kind)(x, axis=-1, backend=backend)
+    assert np.isnan(got[0::2]).all()
+    want = getattr(fs, kind)(x[1::2], axis=-1, backend="numpy")
+    np.testing.assert_allclose(got[1::2], want, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("row", SPECIAL_ROWS, ids=str)
 def test_special_values_match_scipy(backend, dtype, kind, row):
