@@ -69,13 +69,17 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
         for (int k = 0; k + 1 < M; ++k) {
             high[g] = row[k] > high[g] ? row[k] : high[g];  // NaN never enters: the row leaves below
             low[g] = row[k] < low[g] ? row[k] : low[g];
-            nan[g] |= row[k] != row[k];
+            if constexpr (!kExpKeepsNaN<T>) nan[g] |= row[k] != row[k];
         }
     }
     // The G rows' lane folds packed together (max and min are exact in any order).
     const Real maxima = fold_lanes_of(high, [](auto a, auto b) { return a > b ? a : b; });
     const Real minima = fold_lanes_of(low, [](auto a, auto b) { return a < b ? a : b; });
-    const Ints nans = fold_lanes_of(nan, [](auto a, auto b) { return a | b; });
+    // Where the exp keeps NaN, a NaN beside a finite max makes its row's sum,
+    // and so every value of the row, NaN (as open_row_scan); rows found
+    // special otherwise go to the general path, which looks for NaN.
+    Ints nans{};
+    if constexpr (!kExpKeepsNaN<T>) nans = fold_lanes_of(nan, [](auto a, auto b) { return a | b; });
     for (int g = 0; g < G; ++g) {
         scan[g] = {maxima[g], minima[g], n, nans[g] != 0};
         if (is_special(scan[g]) || needs_wide(scan[g], temperature)) return false;
