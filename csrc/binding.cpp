@@ -399,6 +399,7 @@ NB_MODULE(_core, m) {
     m.def("set_num_threads", &set_num_threads, "threads"_a);
     m.def("online_row_bytes", &online_row_bytes);
     m.def("set_online_row_bytes", &set_online_row_bytes, "bytes"_a,
-          "rows of this many bytes and more take the online two-pass algorithm");
+          "softmax / log_softmax rows of this many bytes and more take the online two-pass "
+          "algorithm (logsumexp rows from four times that)");
     m.def("get_num_threads", &get_num_threads);
 }

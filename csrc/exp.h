@@ -6,8 +6,9 @@
 // Contract (checked by tests/test_exp.py on every level the CPU runs, and
 // measured by `fastsoftmax accuracy`):
 //   lanes   float or double, any vector width of the level.
-//   range   d in [-inf, 0]. NaN is never passed in (the row passes send NaN
-//           rows to the special-value path first). exp(0) == 1 and
+//   range   d in [-inf, 0], or NaN where kExpKeepsNaN (AVX-512 float: NaN
+//           out; elsewhere the row passes send NaN rows to the special-value
+//           path first). exp(0) == 1 and
 //           exp(-inf) == +0 exactly; below -104 (float) / -746 (double) the
 //           result is +0, the correctly rounded value.
 //   error   float, every float of [-104, 0] against the double exp: at most

@@ -33,9 +33,21 @@ enum class RowOp : int { softmax = 0, log_softmax = 1 };
 std::int64_t online_row_bytes();
 void set_online_row_bytes(std::int64_t bytes);
 
-// A call that writes more than this (all threads together) would not keep
-// its y in cache anyway: its online rows' y is written with streaming
-// stores, which do not read each line of y from memory before writing it.
+// Whether a row of `row_bytes` takes the online algorithm: softmax and
+// log_softmax from online_row_bytes(); logsumexp (`reads_x_only`), whose
+// three passes move half the bytes (no y) and whose in-cache groups
+// prefetch rows of up to 1 MiB, from four times that. The one rule for the
+// row kernels and for the batch's choice of path.
+inline bool takes_online_path(std::int64_t row_bytes, bool reads_x_only) {
+    return (reads_x_only ? row_bytes / 4 : row_bytes) >= online_row_bytes();
+}
+
+// A call that writes more than this (all threads together), not in place,
+// would not keep its y in cache anyway: the online rows of its contiguous,
+// unmasked rows path write y with streaming stores, which do not read each
+// line of y from memory before writing it. (Tuned on one Intel Xeon, whose
+// looped y of 16 MiB still stayed in cache; masked, gathered and 16-bit
+// rows do not stream.)
 constexpr std::int64_t kStreamingBytes = std::int64_t(16) << 20;
 
 struct RowKernels {
@@ -44,7 +56,8 @@ struct RowKernels {
     // y = softmax (or log_softmax) of x / temperature along one row.
     // Passes: a row in cache reads x twice and y once and writes y twice
     // (softmax) or reads x three times and writes y once (log_softmax); a
-    // row of online_row_bytes() or more reads x twice and writes y once.
+    // row of online_row_bytes() or more reads x twice and writes y once (the
+    // row entry never streams y: it also writes the 16-bit rows' buffers).
     void (*softmax_row_f32)(const float* x, float* y, const std::uint8_t* mask,
                             std::int64_t n, double temperature, RowOp op);
     void (*softmax_row_f64)(const double* x, double* y, const std::uint8_t* mask,
@@ -52,7 +65,8 @@ struct RowKernels {
 
     // logsumexp of x / temperature along one row, in double before rounding:
     // -inf for a row with nothing active, NaN for NaN, the max for an
-    // infinite max. Reads x twice (once for online rows).
+    // infinite max. Reads x twice (once for rows of 4 * online_row_bytes()
+    // and more, which take the online algorithm).
     double (*logsumexp_row_f32)(const float* x, const std::uint8_t* mask, std::int64_t n,
                                 double temperature);
     double (*logsumexp_row_f64)(const double* x, const std::uint8_t* mask, std::int64_t n,

@@ -25,15 +25,12 @@ FS_LEVEL_BEGIN
 
 template <class T>
 bool online_sized(int64_t n) {
-    return n * int64_t(sizeof(T)) >= online_row_bytes();
+    return takes_online_path(n * int64_t(sizeof(T)), false);
 }
 
-// logsumexp's three passes move half the bytes (no y), and the in-cache
-// groups prefetch rows of up to 1 MiB: its rows go online from four times
-// the threshold.
 template <class T>
 bool online_sized_read_only(int64_t n) {
-    return n * int64_t(sizeof(T)) / 4 >= online_row_bytes();
+    return takes_online_path(n * int64_t(sizeof(T)), true);
 }
 
 template <class T>

@@ -6,7 +6,9 @@
 //
 // with d = (x - max) / temperature, computed as (x - max) * (1 / T) (with
 // T == 1 the multiply is left out, which changes no bit). Rows whose max is
-// NaN, +inf or -inf, or with nothing active, take fill_special_row; rows of
+// +inf or -inf, or with nothing active, take fill_special_row, and so do rows
+// holding a NaN, except where the exp keeps NaN (open_row_scan: their values
+// come out NaN through the sum); rows of
 // finite logits whose spread overflows with T > 1 take the wide_row_* form.
 // x may be y (in place): every element is read before it is written.
 #pragma once

@@ -60,14 +60,16 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
     RowScan<T> scan[G];
     bool stays = true;
     Real high[G], low[G];
-    Ints nan[G];
+    Ints nan[G] = {};
     for (int g = 0; g < G; ++g) {
         const Real* row = v + g * M;
         high[g] = live ? row[M - 1] : broadcast<Real>(-inf);
         low[g] = live ? row[M - 1] : broadcast<Real>(inf);
-        nan[g] = high[g] != high[g];
+        if constexpr (!kExpKeepsNaN<T>) nan[g] = high[g] != high[g];
+        // A NaN enters only from the last vector (its first value), and then
+        // the row leaves below, or (kExpKeepsNaN) its sum is NaN.
         for (int k = 0; k + 1 < M; ++k) {
-            high[g] = row[k] > high[g] ? row[k] : high[g];  // NaN never enters: the row leaves below
+            high[g] = row[k] > high[g] ? row[k] : high[g];
             low[g] = row[k] < low[g] ? row[k] : low[g];
             if constexpr (!kExpKeepsNaN<T>) nan[g] |= row[k] != row[k];
         }
@@ -174,7 +176,8 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
         } else {
             // The division in a vector no wider than G needs (as the logs).
             using Narrow = typename GroupLogsOf<G>::type;
-            const Narrow inverse = 1.0 / low_lanes_as<Narrow>(below + at);
+            const auto used = lane_indices<typename LogBitsOf<Narrow>::type>() < G;
+            const Narrow inverse = 1.0 / (used ? low_lanes_as<Narrow>(below + at) : Narrow{} + 1.0);
             for (int g = 0; g < G; ++g) {
                 T* out = y + g * y_stride;
                 const Real* eg = e + g * M;

@@ -11,7 +11,7 @@
 // the linker can never hand one level's copy of a helper to another level.
 #pragma once
 
-#if defined(__AVX2__) || defined(__AVX512F__)
+#if defined(__AVX__)
 #include <immintrin.h>
 #elif defined(__SSE2__)
 #include <emmintrin.h>
@@ -465,17 +465,17 @@ FS_INLINE auto widened_sum_lanes_of(const V (&v)[G]) {
     constexpr int64_t L = lanes_of<V>;
     if constexpr (L >= 2 && G <= L / 2) {
         typedef std::remove_cvref_t<decltype(W{}[0])> Wide
-                __attribute__((vector_size(sizeof(W) / 2)));
-            typedef std::remove_cvref_t<decltype(V{}[0])> Narrow
-                __attribute__((vector_size(sizeof(V) / 2)));
-            Wide halves[G];
-            for (int g = 0; g < G; ++g) {
-                Narrow low, high;  // (memcpy: GCC lowered the shuffles a lane at a time)
-                std::memcpy(&low, &v[g], sizeof low);
-                std::memcpy(&high, reinterpret_cast<const char*>(&v[g]) + sizeof low, sizeof high);
-                halves[g] = widen<Wide>(low) + widen<Wide>(high);
-            }
-            return fold_lanes_of(halves, [](auto a, auto b) { return a + b; });
+            __attribute__((vector_size(sizeof(W) / 2)));
+        typedef std::remove_cvref_t<decltype(V{}[0])> Narrow
+            __attribute__((vector_size(sizeof(V) / 2)));
+        Wide halves[G];
+        for (int g = 0; g < G; ++g) {
+            Narrow low, high;  // (memcpy: GCC lowered the shuffles a lane at a time)
+            std::memcpy(&low, &v[g], sizeof low);
+            std::memcpy(&high, reinterpret_cast<const char*>(&v[g]) + sizeof low, sizeof high);
+            halves[g] = widen<Wide>(low) + widen<Wide>(high);
+        }
+        return fold_lanes_of(halves, [](auto a, auto b) { return a + b; });
     } else {
         W wide[G];
         for (int g = 0; g < G; ++g) wide[g] = widen<W>(v[g]);

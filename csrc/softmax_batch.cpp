@@ -33,6 +33,7 @@ using std::int64_t;
 using std::uint8_t;
 
 constexpr int64_t kTileBytes = int64_t(256) << 10;
+constexpr int64_t kLongTileBytes = int64_t(64) << 20;
 constexpr int64_t kMaxTileRows = 16;
 // The `rows` entries take whole runs of rows: a call per few rows cut the
 // runs of groups that carry each other's last pass.
@@ -62,50 +63,59 @@ void for_each_tile(int64_t first, int64_t last, int64_t inner, int64_t tile_rows
 }
 
 template <class T>
-int64_t tile_rows_for(int64_t n) {
-    return std::clamp<int64_t>(kTileBytes / (std::max<int64_t>(n, 1) * int64_t(sizeof(T))), 1,
-                               kMaxTileRows);
+int64_t tile_rows_for(int64_t n, bool adjacent_rows) {
+    const int64_t row_bytes = std::max<int64_t>(n, 1) * int64_t(sizeof(T));
+    const int64_t rows = std::clamp<int64_t>(kTileBytes / row_bytes, 1, kMaxTileRows);
+    if (!adjacent_rows) return rows;
+    // Adjacent rows (columns of a non-last axis, too long for the sweep): a
+    // cache line of them at a time, each line read once, in a buffer of up
+    // to kLongTileBytes; one column at a time read 64 bytes for each element.
+    const int64_t line = std::min<int64_t>(64 / int64_t(sizeof(T)), kMaxTileRows);
+    return std::max(rows, std::clamp<int64_t>(kLongTileBytes / row_bytes, 1, line));
 }
 
 // Copy `width` strided rows of length n into buffer rows of length n.
 // Reading across rows first makes a non-last reduction axis (inner stride 1)
-// read whole cache lines.
+// read whole cache lines. Buffer row j starts at buffer + j * ld.
 template <class T>
 void gather_tile(const StridedView3<const T>& v, int64_t o, int64_t i, int64_t width, int64_t n,
-                 T* buffer) {
+                 T* buffer, int64_t ld) {
     const T* base = row_pointer(v, o, i);
     for (int64_t k = 0; k < n; ++k) {
         const T* at = base + k * v.stride[2];
-        for (int64_t j = 0; j < width; ++j) buffer[j * n + k] = at[j * v.stride[1]];
+        for (int64_t j = 0; j < width; ++j) buffer[j * ld + k] = at[j * v.stride[1]];
     }
 }
 
 template <class T>
-void scatter_tile(const T* buffer, const StridedView3<T>& v, int64_t o, int64_t i, int64_t width,
-                  int64_t n) {
+void scatter_tile(const T* buffer, int64_t ld, const StridedView3<T>& v, int64_t o, int64_t i,
+                  int64_t width, int64_t n) {
     T* base = row_pointer(v, o, i);
     for (int64_t k = 0; k < n; ++k) {
         T* at = base + k * v.stride[2];
-        for (int64_t j = 0; j < width; ++j) at[j * v.stride[1]] = buffer[j * n + k];
+        for (int64_t j = 0; j < width; ++j) at[j * v.stride[1]] = buffer[j * ld + k];
     }
 }
 
 // Rows [first, last), gathered a tile at a time into contiguous buffers:
-// compute(o, i, width, values, active) gets the tile's rows (values row j at
-// values + j * n; active likewise, or nullptr without a mask).
+// compute(o, i, width, values, active, ld) gets the tile's rows (values row
+// j at values + j * ld; active likewise, or nullptr without a mask). ld is n
+// and a cache line: rows a power of two apart shared the cache's sets, and
+// the gather and scatter, which go across the rows, evicted their own lines.
 template <class T, class Compute>
 void for_each_gathered_tile(const StridedView3<const T>& x, const StridedView3<const uint8_t>& mask,
                             const Extent3& extent, int64_t first, int64_t last,
                             const Compute& compute) {
     const int64_t n = extent.n;
     const bool has_mask = mask.data != nullptr;
-    const int64_t tile_rows = tile_rows_for<T>(n);
-    std::vector<T> values(std::size_t(std::min(tile_rows, last - first) * n));
+    const int64_t tile_rows = tile_rows_for<T>(n, x.stride[1] == 1);
+    const int64_t ld = n + 64 / int64_t(sizeof(T));
+    std::vector<T> values(std::size_t(std::min(tile_rows, last - first) * ld));
     std::vector<uint8_t> active(has_mask ? values.size() : 0);
     for_each_tile(first, last, extent.inner, tile_rows, [&](int64_t o, int64_t i, int64_t width) {
-        gather_tile(x, o, i, width, n, values.data());
-        if (has_mask) gather_tile(mask, o, i, width, n, active.data());
-        compute(o, i, width, values.data(), has_mask ? active.data() : nullptr);
+        gather_tile(x, o, i, width, n, values.data(), ld);
+        if (has_mask) gather_tile(mask, o, i, width, n, active.data(), ld);
+        compute(o, i, width, values.data(), has_mask ? active.data() : nullptr, ld);
     });
 }
 
@@ -127,13 +137,13 @@ enum class Path { rows, masked_rows, columns, gathered };
 // are gathered instead, so that a layout never changes the algorithm.
 template <class T>
 Path path_of(const StridedView3<const T>& x, int64_t y_inner_stride, int64_t y_row_stride,
-             const StridedView3<const uint8_t>& mask, const Extent3& extent) {
+             const StridedView3<const uint8_t>& mask, const Extent3& extent, bool reads_x_only) {
     const bool has_mask = mask.data != nullptr;
     if (x.stride[2] == 1 && y_row_stride == 1 && (!has_mask || mask.stride[2] == 1)) {
         return has_mask ? Path::masked_rows : Path::rows;
     }
     if (!has_mask && extent.inner > 1 && x.stride[1] == 1 && y_inner_stride == 1 &&
-        x.stride[2] != 1 && extent.n * int64_t(sizeof(T)) < online_row_bytes()) {
+        x.stride[2] != 1 && !takes_online_path(extent.n * int64_t(sizeof(T)), reads_x_only)) {
         return Path::columns;
     }
     return Path::gathered;
@@ -166,8 +176,10 @@ struct SoftmaxRun {
                       });
     }
 
+    // In place, a streaming store would evict the line the next vector reads.
     bool stream() const {
-        return extent.outer * extent.inner * extent.n * int64_t(sizeof(T)) > kStreamingBytes;
+        return x.data != y.data &&
+               extent.outer * extent.inner * extent.n * int64_t(sizeof(T)) > kStreamingBytes;
     }
 
     void masked_rows(int64_t first, int64_t last) const {
@@ -182,14 +194,14 @@ struct SoftmaxRun {
         const int64_t n = extent.n;
         for_each_gathered_tile(x, mask, extent, first, last,
                                [&](int64_t o, int64_t i, int64_t width, T* values,
-                                   const uint8_t* active) {
+                                   const uint8_t* active, int64_t ld) {
                                    for (int64_t j = 0; j < width; ++j) {
                                        FS_TYPED(kernels, softmax_row)(
-                                           values + j * n, values + j * n,
-                                           active == nullptr ? nullptr : active + j * n, n,
+                                           values + j * ld, values + j * ld,
+                                           active == nullptr ? nullptr : active + j * ld, n,
                                            temperature, op);
                                    }
-                                   scatter_tile(values, y, o, i, width, n);
+                                   scatter_tile(values, ld, y, o, i, width, n);
                                });
     }
 
@@ -224,10 +236,6 @@ struct LogsumexpRun {
                       });
     }
 
-    bool stream() const {
-        return extent.outer * extent.inner * extent.n * int64_t(sizeof(T)) > kStreamingBytes;
-    }
-
     void masked_rows(int64_t first, int64_t last) const {
         for (int64_t r = first; r < last; ++r) {
             const int64_t o = r / extent.inner, i = r % extent.inner;
@@ -240,10 +248,11 @@ struct LogsumexpRun {
         const int64_t n = extent.n;
         for_each_gathered_tile(
             x, mask, extent, first, last,
-            [&](int64_t o, int64_t i, int64_t width, T* values, const uint8_t* active) {
+            [&](int64_t o, int64_t i, int64_t width, T* values, const uint8_t* active,
+                int64_t ld) {
                 for (int64_t j = 0; j < width; ++j) {
                     *row_pointer(y, o, i + j) = static_cast<T>(FS_TYPED(kernels, logsumexp_row)(
-                        values + j * n, active == nullptr ? nullptr : active + j * n, n,
+                        values + j * ld, active == nullptr ? nullptr : active + j * ld, n,
                         temperature));
                 }
             });
@@ -301,7 +310,7 @@ void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<cons
         extent = outer_as_inner(extent);
     }
     const SoftmaxRun<T> run{current_kernels(), x, y, mask, extent, temperature, op};
-    const Path path = path_of(x, y.stride[1], y.stride[2], mask, extent);
+    const Path path = path_of(x, y.stride[1], y.stride[2], mask, extent, false);
     run_batch(run, path, path == Path::columns ? column_grain<T>(extent) : 1);
 }
 
@@ -317,7 +326,7 @@ void logsumexp_batch(StridedView3<const T> x, StridedView2<T> y, StridedView3<co
                               mask, extent, temperature};
     // The result has no reduction axis: only x's row stride decides rows.
     // logsumexp writes one value per column, so columns split at any row.
-    run_batch(run, path_of(x, y.stride[1], x.stride[2], mask, extent), 1);
+    run_batch(run, path_of(x, y.stride[1], x.stride[2], mask, extent, true), 1);
 }
 
 namespace {
@@ -340,7 +349,7 @@ void for_each_widened_row(StridedView3<const uint16_t> x, StridedView3<const uin
             widen(row_pointer(x, o, i), x.stride[2], row.data(), n);
             const uint8_t* row_mask = nullptr;
             if (has_mask) {
-                gather_tile(mask, o, i, 1, n, active.data());
+                gather_tile(mask, o, i, 1, n, active.data(), n);
                 row_mask = active.data();
             }
             finish(kernels, o, i, row.data(), row_mask);
