@@ -90,15 +90,33 @@ def test_float16_computed_in_float32(backend):
         assert_matches_oracle(kind, y, x)
 
 
+@pytest.fixture(params=["online", "three_passes"])
+def long_row_path(request):
+    """Rows of 1 MiB through each of the compiled kernel's paths for long rows:
+    the online algorithm (the default from 512 KiB; here set so that logsumexp
+    takes it too) and the three passes (the threshold set past the rows)."""
+    if "cpp" not in fs.backends():
+        yield request.param
+        return
+    from fastsoftmax import _core
+
+    previous = _core.online_row_bytes()
+    _core.set_online_row_bytes(1 << 18 if request.param == "online" else 1 << 40)
+    try:
+        yield request.param
+    finally:
+        _core.set_online_row_bytes(previous)
+
+
 @pytest.mark.parametrize("kind", ["softmax", "log_softmax", "logsumexp"])
 @pytest.mark.parametrize(
     "case", ["rising", "masked", "nan", "inf", "all_minus_inf", "spread", "temperature"]
 )
-@pytest.mark.usefixtures("online_from_1mib")
+@pytest.mark.usefixtures("long_row_path")
 def test_rows_beyond_the_cache(backend, dtype, kind, case):
-    """Rows of 1 MiB and more, here taking the online algorithm in the
-    compiled kernel (max and sum merged chunk by chunk): same bounds, same
-    specials."""
+    """Rows of 1 MiB and more, through the online algorithm in the compiled
+    kernel (max and sum merged chunk by chunk) and through its three passes:
+    same bounds, same specials."""
     n = (1 << 20) // np.dtype(dtype).itemsize + 77
     rng = np.random.default_rng(51)
     x = random_logits(rng, (2, n), dtype)
