@@ -45,7 +45,7 @@ inline bool takes_online_path(std::int64_t row_bytes, bool reads_x_only) {
 // A call that writes more than this (all threads together), not in place,
 // would not keep its y in cache anyway: the online rows of its contiguous,
 // unmasked rows path write y with streaming stores, which do not read each
-// line of y from memory before writing it. (Tuned on one Intel Xeon, whose
+// line of y from memory before writing it. (Tuned on one machine, whose
 // looped y of 16 MiB still stayed in cache; masked, gathered and 16-bit
 // rows do not stream.)
 constexpr std::int64_t kStreamingBytes = std::int64_t(16) << 20;

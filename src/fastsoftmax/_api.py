@@ -236,7 +236,7 @@ def _logsumexp_weighted(
 ) -> Any:
     """scipy's weighted / signed logsumexp, in NumPy (the slower path), in
     float64 at least: float32 weights times exp(x - max) lose their digits
-    where the product is subnormal (b = 6e-45 came out 9% off)."""
+    where the product is subnormal."""
     compute = np.promote_types(compute_dtype_for(dtypes_for(arr.dtype)[0], temperature), np.float64)
     x = arr.astype(compute) / compute.type(temperature)
     weights = np.ones_like(x) if b is None else np.broadcast_to(np.asarray(b, compute), x.shape)
