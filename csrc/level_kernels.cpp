@@ -50,13 +50,12 @@ double logsumexp_row(const T* x, const uint8_t* mask, int64_t n, double temperat
 }
 
 // In-cache rows go in groups (PendingRow in row_passes.h): up to
-// kGroupRows rows and about `bytes` of input, so that a group's rows are
+// kGroupRows rows (row_passes.h) and about `bytes` of input, so that a group's rows are
 // still in L1 for their last pass. softmax and log_softmax groups keep x, y
 // and the carried rows' y there, beside the next group's prefetch: 8 KiB of
 // input (4 KiB with AVX-512's wider rows, whose exp loops hide less behind
 // a group): with 16 KiB they overflowed a 48 KiB L1. logsumexp groups read x
 // only.
-constexpr int64_t kGroupRows = 8;
 constexpr int64_t kGroupBytes = int64_t(kVectorBytes == 64 ? 4 : 8) << 10;
 constexpr int64_t kReadOnlyGroupBytes = int64_t(16) << 10;
 
@@ -123,10 +122,9 @@ void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int
             if (open[r]) normalizer[r] = row_normalizer<T>(pending[r].sums, op);
         }
     } else {
-        group_exp_sums<T, Stored::centred, true>(x, x_stride, y, y_stride, rows, n, open,
-                                                 pending, carrying, ahead);
         double log_sum[kGroupRows];
-        log_sums_of(pending, open, rows, log_sum);
+        group_exp_sums<T, Stored::centred, true>(x, x_stride, y, y_stride, rows, n, open,
+                                                 pending, carrying, ahead, log_sum);
         for (int64_t r = 0; r < rows; ++r) normalizer[r] = static_cast<T>(log_sum[r]);
     }
     finish_carried(carried, n, op);
@@ -186,10 +184,9 @@ void logsumexp_row_group(const T* x, int64_t x_stride, T* out, int64_t out_step,
         open[r] = open_logsumexp_row(x + r * x_stride, nullptr, n, temperature, scale, scan[r],
                                      pending[r], done[r]);
     }
-    group_exp_sums<T, Stored::nothing, true>(x, x_stride, static_cast<T*>(nullptr), 0, rows, n,
-                                             open, pending, nullptr, ahead);
     double log_sum[kGroupRows];
-    log_sums_of(pending, open, rows, log_sum);
+    group_exp_sums<T, Stored::nothing, true>(x, x_stride, static_cast<T*>(nullptr), 0, rows, n,
+                                             open, pending, nullptr, ahead, log_sum);
     for (int64_t r = 0; r < rows; ++r) {
         // logsumexp_of's expression, with the group's logs
         out[r * out_step] = static_cast<T>(

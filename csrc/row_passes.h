@@ -225,9 +225,8 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
     using S = Simd<T>;
     using Real = typename S::Real;
     using Ints = typename S::Ints;
-    using Doubles = typename S::Doubles;
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
-    LaneTotal<Doubles, kCompensatedTotals<T>> totals;
+    RowTotals<T> totals;
     AtMaxCount<T> at_count{};
     for (int64_t start = 0; start < n; start += kChunk<T>) {
         const int64_t stop = start + kChunk<T> < n ? start + kChunk<T> : n;
@@ -332,9 +331,9 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
                 }
             }
         }
-        totals.add(widen<Doubles>((acc[0] + acc[1]) + (acc[2] + acc[3])));
+        totals.add((acc[0] + acc[1]) + (acc[2] + acc[3]));
     }
-    const double below = vector_lanes_total<T>(totals.sum, totals.compensation);
+    const double below = totals.total();
     return {below, kSplit ? total_count(at_count) : 0.0};
 }
 
@@ -496,6 +495,8 @@ void wide_row_softmax(const T* x, T* y, const uint8_t* mask, int64_t n, T max,
 // the normalizers (a division, or a log whose dependency chain is some 80
 // cycles long) of the group's rows run side by side instead of each
 // stalling its row.
+constexpr int64_t kGroupRows = 8;  // rows in a group, at most
+
 template <class T>
 struct PendingRow {
     T max;
@@ -542,6 +543,22 @@ constexpr LastPass kLastPassOf = kStore == Stored::exp       ? LastPass::scale
                                  : kStore == Stored::centred ? LastPass::lower
                                                              : LastPass::none;
 
+// log(sum) of the open rows among `rows` (at most kLogLanes) pending ones,
+// in one vector (log_of_split_sums): the same bits as log_of_split_sum row
+// by row.
+template <class T>
+void log_sums_of(const PendingRow<T>* pending, const bool* open, int64_t rows, double* log_sum) {
+    LogLanes below{}, at = LogLanes{} + 1.0;
+    for (int64_t j = 0; j < rows; ++j) {
+        if (open[j]) {
+            below[j] = pending[j].sums.below_max;
+            at[j] = pending[j].sums.at_max;
+        }
+    }
+    const LogLanes logs = log_of_split_sums(below, at);
+    for (int64_t j = 0; j < rows; ++j) log_sum[j] = logs[j];
+}
+
 // Pass 2 over the open rows of a group (unmasked, one temperature): one
 // call, the exp form picked once (the careful form where any row needs it:
 // on a row of normal results it gives the same bits), so that the loop's
@@ -549,11 +566,12 @@ constexpr LastPass kLastPassOf = kStore == Stored::exp       ? LastPass::scale
 // set, is a row of the previous group (same length) whose last pass rides in
 // row r's exp loop: that pass is bound by loads and stores, the exp loop by
 // the FMA pipes, and they overlap. With `ahead`, the next group (as many
-// rows, the same strides) is prefetched (RowAhead).
+// rows, the same strides) is prefetched (RowAhead). With log_sum (split
+// sums: log_softmax, logsumexp), log(sum) of each row goes there.
 template <class T, Stored kStore, bool kSplit>
 void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows,
                     int64_t n, const bool* open, PendingRow<T>* pending,
-                    CarriedRow<T>* carried, bool ahead) {
+                    CarriedRow<T>* carried, bool ahead, double* log_sum = nullptr) {
     bool subnormal = false;
     T scale = T(1);
     for (int64_t r = 0; r < rows; ++r) {
@@ -561,8 +579,7 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
     }
     with_exp_flags(subnormal, scale != T(1), [&](auto sub, auto scaled) {
         constexpr bool kSubnormal = decltype(sub)::value, kScaled = decltype(scaled)::value;
-        for (int64_t r = 0; r < rows; ++r) {
-            if (!open[r]) continue;
+        const auto row_pass = [&](int64_t r) FS_INLINE_LAMBDA {
             const T* row_x = x + r * x_stride;
             T* row_y = kStore == Stored::nothing ? nullptr : y + r * y_stride;
             const bool carries = carried != nullptr && carried[r].y != nullptr;
@@ -585,8 +602,21 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
             };
             pending[r].sums = carries ? pass(std::true_type{}) : pass(std::false_type{});
             if (carries) carried[r].y = nullptr;
+        };
+        for (int64_t r = 0; r < rows; ++r) {
+            if (open[r]) row_pass(r);
+            // The logs of every four rows as soon as their sums are in: the
+            // next rows' exp passes then run beside the log's long chain.
+            if (kSplit && log_sum != nullptr && r % kLogLanes == kLogLanes - 1) {
+                const int64_t first = r - (kLogLanes - 1);
+                log_sums_of(pending + first, open + first, kLogLanes, log_sum + first);
+            }
         }
     });
+    if (kSplit && log_sum != nullptr && rows % kLogLanes != 0) {
+        const int64_t first = rows - rows % kLogLanes;
+        log_sums_of(pending + first, open + first, rows - first, log_sum + first);
+    }
 }
 
 // softmax: 1 / sum; log_softmax: log(sum).
@@ -594,23 +624,6 @@ template <class T>
 T row_normalizer(const SplitSum& sums, RowOp op) {
     if (op == RowOp::softmax) return static_cast<T>(1.0 / (sums.below_max + sums.at_max));
     return static_cast<T>(log_of_split_sum(sums));
-}
-
-// log(sum) of the open rows among `rows` pending ones, four at a time
-// (log_of_split_sums): the same bits as log_of_split_sum row by row.
-template <class T>
-void log_sums_of(const PendingRow<T>* pending, const bool* open, int64_t rows, double* log_sum) {
-    for (int64_t first = 0; first < rows; first += kLogLanes) {
-        LogLanes below{}, at = LogLanes{} + 1.0;
-        for (int64_t j = 0; j < kLogLanes && first + j < rows; ++j) {
-            if (open[first + j]) {
-                below[j] = pending[first + j].sums.below_max;
-                at[j] = pending[first + j].sums.at_max;
-            }
-        }
-        const LogLanes logs = log_of_split_sums(below, at);
-        for (int64_t j = 0; j < kLogLanes && first + j < rows; ++j) log_sum[first + j] = logs[j];
-    }
 }
 
 // Pass 3: y *= 1 / sum (softmax), y = d - log(sum) (log_softmax, d stored

@@ -133,7 +133,7 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
         // Lane g: row g's SplitSum (below the max, at it).
         const auto [below, at] = [&] {
             if constexpr (!kCompensatedTotals<T>) {  // float rows: lanes_sum's tree, G rows at once
-                const auto below = widened_sum_lanes_of<typename S::Doubles>(totals);
+                const auto below = widened_sum_lanes_of(totals);
                 using Sums = std::remove_cvref_t<decltype(below)>;
                 const Ints at = fold_lanes_of(at_counts, [](auto a, auto b) { return a + b; });
                 return std::pair{below, kSplit ? low_lanes_as<Sums>(at) : Sums{}};

@@ -366,6 +366,43 @@ FS_INLINE W widen(const V& v) {
     return __builtin_convertvector(v, W);
 }
 
+// Half of V's lanes as doubles: a register of doubles for a register of floats.
+template <class V>
+struct WidenedHalf {
+    typedef double type __attribute__((vector_size(sizeof(V))));
+};
+
+// v's low and high halves widened to double (exact), each a vector no
+// wider than v: GCC keeps a vector wider than a register in memory, and
+// assembled one from halves through a store and reloads.
+template <class V, class W = typename WidenedHalf<V>::type>
+FS_INLINE void widen_halves(const V& v, W& low, W& high) {
+    static_assert(std::is_same_v<std::remove_cvref_t<decltype(v[0])>, float>);
+#if defined(__AVX512F__)
+    if constexpr (sizeof(V) == 64) {
+        const __m512 r = __builtin_bit_cast(__m512, v);
+        const __m256 top = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(r), 1));
+        // (maskz: the unmasked form's undefined source warns under GCC 12)
+        low = __builtin_bit_cast(W, _mm512_maskz_cvtps_pd(__mmask8(0xff), _mm512_castps512_ps256(r)));
+        high = __builtin_bit_cast(W, _mm512_maskz_cvtps_pd(__mmask8(0xff), top));
+        return;
+    }
+#endif
+#if defined(__AVX__)
+    if constexpr (sizeof(V) == 32) {
+        const __m256 r = __builtin_bit_cast(__m256, v);
+        low = __builtin_bit_cast(W, _mm256_cvtps_pd(_mm256_castps256_ps128(r)));
+        high = __builtin_bit_cast(W, _mm256_cvtps_pd(_mm256_extractf128_ps(r, 1)));
+        return;
+    }
+#endif
+    constexpr int64_t L = lanes_of<V>;
+    [&]<std::size_t... j>(std::index_sequence<j...>) __attribute__((always_inline)) {
+        low = __builtin_convertvector(__builtin_shufflevector(v, v, j...), W);
+        high = __builtin_convertvector(__builtin_shufflevector(v, v, (j + L / 2)...), W);
+    }(std::make_index_sequence<std::size_t(L / 2)>{});
+}
+
 // Lanes 0 .. lanes_of<B> - 1 of v converted to B's lane type (lanes v
 // lacks: 0).
 template <class B, class V>
@@ -454,29 +491,24 @@ FS_INLINE V fold_lanes_of(const V (&v)[G], const Op& op) {
     return fold_rows<lanes_of<V>, G>(v, op);
 }
 
-// Lane g: lanes_sum of v[g] widened to W (the float rows' double totals),
-// the same pairs in the same order as fold_lanes_of over the widened
-// vectors. Where G is at most half the lanes, the tree's first step (lane j
-// plus lane j + L/2) adds the two widened halves of each vector, so that no
-// vector wider than a register is built (GCC assembled those a lane at a
-// time, through memory).
-template <class W, int G, class V>
+// Lane g: lanes_sum of v[g] widened to double (the float rows' double
+// totals), the same pairs in the same order as fold_lanes_of over the
+// widened vectors: the tree's first step (lane j plus lane j + L/2) adds the
+// two widened halves of each vector, so that no vector wider than a
+// register is built.
+template <int G, class V>
 FS_INLINE auto widened_sum_lanes_of(const V (&v)[G]) {
-    constexpr int64_t L = lanes_of<V>;
-    if constexpr (L >= 2 && G <= L / 2) {
-        typedef std::remove_cvref_t<decltype(W{}[0])> Wide
-            __attribute__((vector_size(sizeof(W) / 2)));
-        typedef std::remove_cvref_t<decltype(V{}[0])> Narrow
-            __attribute__((vector_size(sizeof(V) / 2)));
+    using Wide = typename WidenedHalf<V>::type;
+    if constexpr (G <= lanes_of<Wide>) {
         Wide halves[G];
         for (int g = 0; g < G; ++g) {
-            Narrow low, high;  // (memcpy: GCC lowered the shuffles a lane at a time)
-            std::memcpy(&low, &v[g], sizeof low);
-            std::memcpy(&high, reinterpret_cast<const char*>(&v[g]) + sizeof low, sizeof high);
-            halves[g] = widen<Wide>(low) + widen<Wide>(high);
+            Wide low, high;
+            widen_halves(v[g], low, high);
+            halves[g] = low + high;
         }
         return fold_lanes_of(halves, [](auto a, auto b) { return a + b; });
-    } else {
+    } else {  // G == lanes: a vector of doubles per row, no wider than G needs
+        typedef double W __attribute__((vector_size(G * sizeof(double))));
         W wide[G];
         for (int g = 0; g < G; ++g) wide[g] = widen<W>(v[g]);
         return fold_lanes_of(wide, [](auto a, auto b) { return a + b; });

@@ -108,6 +108,42 @@ FS_INLINE double vector_lanes_total(const D& sum, const D& compensation) {
     }
 }
 
+// A row's per-lane totals (LaneTotal over the lanes of Simd<T>) in
+// vectors no wider than a register, and their lanes_total. float rows keep
+// the low and high halves of the lanes widened apart; lanes_sum's first step
+// adds lane j to lane j + L/2, so their sum is that step. (One vector of all
+// the lanes in double is wider than a register: GCC kept it in memory, a
+// store and reloads at every chunk.)
+template <class T>
+struct RowTotals {
+    using Real = typename Simd<T>::Real;
+    using Half = typename WidenedHalf<Real>::type;
+    static constexpr bool kFloat = sizeof(T) == 4;
+    std::conditional_t<kFloat, Half, Real> sum[2] = {};
+    Real compensation{};  // double rows (TwoSum)
+
+    FS_INLINE void add(const Real& partial) {
+        if constexpr (kFloat) {
+            Half low, high;
+            widen_halves(partial, low, high);
+            sum[0] += low;
+            sum[1] += high;
+        } else {
+            LaneTotal<Real, true> lane{sum[0], compensation};
+            lane.add(partial);
+            sum[0] = lane.sum;
+            compensation = lane.compensation;
+        }
+    }
+    FS_INLINE double total() const {
+        if constexpr (kFloat) {
+            return lanes_sum(sum[0] + sum[1]);
+        } else {
+            return vector_lanes_total<T>(sum[0], compensation);
+        }
+    }
+};
+
 struct SplitSum {
     double below_max;  // sum of exp(d) over the elements with d < 0
     double at_max;     // count of the elements with d == 0 (0 when not split)
@@ -158,16 +194,19 @@ FS_INLINE void add_exp(R& acc, int64_t& at_count, const R& d, const R& e) {
     using Register = typename Avx512Register<kFloat>::type;
     Register a, dv, ev;
     std::memcpy(&a, &acc, 64), std::memcpy(&dv, &d, 64), std::memcpy(&ev, &e, 64);
-    unsigned at_max;
+    // The add's mask is the comparison itself (d != 0, or NaN): its
+    // complement would take a mask operation on a vector pipe. Lanes below
+    // the max are counted, and the others found from the lane count.
+    unsigned below;
     if constexpr (kFloat) {
-        at_max = _mm512_cmp_ps_mask(dv, _mm512_setzero_ps(), _CMP_EQ_OQ);
-        a = _mm512_mask_add_ps(a, __mmask16(~at_max), a, ev);
+        below = _mm512_cmp_ps_mask(dv, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        a = _mm512_mask_add_ps(a, __mmask16(below), a, ev);
     } else {
-        at_max = _mm512_cmp_pd_mask(dv, _mm512_setzero_pd(), _CMP_EQ_OQ);
-        a = _mm512_mask_add_pd(a, __mmask8(~at_max), a, ev);
+        below = _mm512_cmp_pd_mask(dv, _mm512_setzero_pd(), _CMP_NEQ_UQ);
+        a = _mm512_mask_add_pd(a, __mmask8(below), a, ev);
     }
     std::memcpy(&acc, &a, 64);
-    at_count += __builtin_popcount(at_max);
+    at_count += lanes_of<R> - __builtin_popcount(below);
 }
 #endif
 
