@@ -48,4 +48,22 @@ FS_INLINE void prefetch_block(const RowAhead<T>& ahead, int64_t i) {
     }
 }
 
+// Short rows (short_rows.h) of more than kShortPrefetchRowBytes fetch x of
+// the rows kShortAheadBytes ahead into L1 as they go: out of L2 their loads
+// came too late for the hardware's prefetch, and the rows waited on L3.
+// Shorter rows lost more to the prefetches than they gained, and so did
+// fetching y for writing.
+constexpr int64_t kShortAheadBytes = int64_t(4) << 10;
+constexpr int64_t kShortPrefetchRowBytes = 192;
+
+// Every line of `rows` rows of n elements, rows `stride` apart, into L1.
+template <class T>
+FS_INLINE void prefetch_rows(const T* x, int64_t stride, int rows, int64_t n) {
+    constexpr int64_t kLine = 64;
+    for (int g = 0; g < rows; ++g) {
+        const char* row = reinterpret_cast<const char*>(x + g * stride);
+        for (int64_t b = 0; b < n * int64_t(sizeof(T)); b += kLine) __builtin_prefetch(row + b, 0, 3);
+    }
+}
+
 FS_LEVEL_END
