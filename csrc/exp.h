@@ -293,7 +293,7 @@ template <class T>
 void exp_nonpositive_array(const T* d, T* y, int64_t n) {
     using Real = typename Simd<T>::Real;
     Real unused[4];
-    visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) {
+    visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) FS_INLINE_LAMBDA {
         store(y + i, exp_nonpositive<T>(load(d + i, count, T(0))), count);
     });
 }

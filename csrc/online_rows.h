@@ -76,14 +76,15 @@ void exp_scale_store(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T 
                      T inverse_sum, bool stream) {
     using Real = typename Simd<T>::Real;
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
-    visit_output_vectors<T>(y, n, stream, [&](int64_t i, int64_t count, auto streaming) {
+    const auto visit = [&](int64_t i, int64_t count, auto streaming) FS_INLINE_LAMBDA {
         Real v = load(x + i, count, neg_inf);
         if (mask != nullptr) v = load_mask<T>(mask + i, count) ? v : broadcast<Real>(neg_inf);
         const Real d = centred<kScaled>(v, max, scale);
         const Real e = mask != nullptr ? exp_nonpositive<T, true>(d)
                                        : exp_of_lanes<T, kSubnormal>(d, count);
         store_output(y + i, e * inverse_sum, count, streaming);
-    });
+    };
+    visit_output_vectors<T>(y, n, stream, visit);
 }
 
 template <class T>

@@ -62,7 +62,8 @@ FS_INLINE void prefetch_rows(const T* x, int64_t stride, int rows, int64_t n) {
     constexpr int64_t kLine = 64;
     for (int g = 0; g < rows; ++g) {
         const char* row = reinterpret_cast<const char*>(x + g * stride);
-        for (int64_t b = 0; b < n * int64_t(sizeof(T)); b += kLine) __builtin_prefetch(row + b, 0, 3);
+        const int64_t bytes = n * int64_t(sizeof(T));
+        for (int64_t b = 0; b < bytes; b += kLine) __builtin_prefetch(row + b, 0, 3);
     }
 }
 

@@ -231,7 +231,7 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
     for (int64_t start = 0; start < n; start += kChunk<T>) {
         const int64_t stop = start + kChunk<T> < n ? start + kChunk<T> : n;
         Real acc[4] = {};
-        const auto visit = [&](int64_t i, int64_t count, Real& a) {
+        const auto visit = [&](int64_t i, int64_t count, Real& a) FS_INLINE_LAMBDA {
             Real v = load(x + i, count, neg_inf);
             if constexpr (kMasked) v = load_mask<T>(mask + i, count) ? v : broadcast<Real>(neg_inf);
             const Real d = centred<kScaled>(v, max, scale);
@@ -250,7 +250,7 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
                                                     broadcast<Real>(other.by)};
         const Real* held = row_values;
         if constexpr (kFromMemory) __asm__("" : "+r"(held));
-        const auto block = [&](int64_t i, Real (&a)[4]) {
+        const auto block = [&](int64_t i, Real (&a)[4]) FS_INLINE_LAMBDA {
             if constexpr (kMasked) {
                 for (int k = 0; k < 4; ++k) visit(i + k * S::lanes, S::lanes, a[k]);
             } else {  // the four exps interleaved
@@ -377,7 +377,7 @@ template <LastPass kLast, class T>
 FS_INLINE void last_pass_row(T* y, int64_t n, T by) {
     using Real = typename Simd<T>::Real;
     Real unused[4];
-    visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) {
+    visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) FS_INLINE_LAMBDA {
         store(y + i, last_pass_of<kLast>(load(y + i, count, T(0)), by), count);
     });
 }
@@ -401,13 +401,14 @@ void subtract_row_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, 
                        T log_sum, bool stream) {
     using Real = typename Simd<T>::Real;
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
-    visit_output_vectors<T>(y, n, stream, [&](int64_t i, int64_t count, auto streaming) {
+    const auto visit = [&](int64_t i, int64_t count, auto streaming) FS_INLINE_LAMBDA {
         Real v = log_softmax_of<kScaled>(load(x + i, count, T(0)), max, scale, log_sum);
         if constexpr (kMasked) {
             v = load_mask<T>(mask + i, count) ? v : broadcast<Real>(neg_inf);
         }
         store_output(y + i, v, count, streaming);
-    });
+    };
+    visit_output_vectors<T>(y, n, stream, visit);
 }
 
 template <class T>

@@ -89,7 +89,7 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
     }
     const T scale = scale_of<T>(temperature);
     for (int g = 0; g < G; ++g) stays = stays && stays_normal(scan[g], scale);
-    with_exp_flags(!stays, scale != T(1), [&](auto sub, auto scaled) {
+    with_exp_flags(!stays, scale != T(1), [&](auto sub, auto scaled) FS_INLINE_LAMBDA {
         constexpr bool kSubnormal = decltype(sub)::value;
         constexpr bool kScaled = decltype(scaled)::value;
         constexpr bool kSplit = kOp != ShortOp::softmax;

@@ -538,7 +538,7 @@ FS_INLINE void visit_vectors(int64_t begin, int64_t end, Acc (&acc)[4], const Vi
     constexpr int64_t L = Simd<T>::lanes;
     visit_vector_blocks<T>(
         begin, end, acc,
-        [&](int64_t i, Acc (&a)[4]) {
+        [&](int64_t i, Acc (&a)[4]) FS_INLINE_LAMBDA {
             visit(i, L, a[0]);
             visit(i + L, L, a[1]);
             visit(i + 2 * L, L, a[2]);
