@@ -594,8 +594,21 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
                 constexpr LastPass kCarried =
                     decltype(carry)::value ? kLastPassOf<kStore> : LastPass::none;
                 if constexpr (sizeof(T) == 4) {
-                    return exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, false, kCarried>(
-                        row_x, row_y, nullptr, n, pending[r].max, scale, other, next);
+                    const auto with_n = [&](int64_t count) FS_INLINE_LAMBDA {
+                        return exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, false,
+                                             kCarried>(row_x, row_y, nullptr, count,
+                                                       pending[r].max, scale, other, next);
+                    };
+                    // Rows of exactly two or four blocks of four vectors (128 or
+                    // 256 floats with AVX-512) with a constant length: the block
+                    // loop unrolled whole, no chunk loop and no tail. Split sums
+                    // (log_softmax, logsumexp) only: they ran faster so, softmax did not.
+                    if constexpr (kSplit) {
+                        constexpr int64_t kBlock = 4 * Simd<T>::lanes;
+                        if (n == 2 * kBlock) return with_n(2 * kBlock);
+                        if (n == 4 * kBlock) return with_n(4 * kBlock);
+                    }
+                    return with_n(n);
                 } else {  // double rows ran slower with their loop inlined
                     return exp_sums_loop<T, kSubnormal, kScaled, kStore, kSplit, false, kCarried>(
                         row_x, row_y, nullptr, n, pending[r].max, scale, other, next);
