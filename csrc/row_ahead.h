@@ -59,11 +59,13 @@ constexpr int64_t kShortPrefetchRowBytes = 192;
 // Every line of `rows` rows of n elements, rows `stride` apart, into L1.
 template <class T>
 FS_INLINE void prefetch_rows(const T* x, int64_t stride, int rows, int64_t n) {
-    constexpr int64_t kLine = 64;
+    constexpr std::uintptr_t kLine = 64;
     for (int g = 0; g < rows; ++g) {
-        const char* row = reinterpret_cast<const char*>(x + g * stride);
-        const int64_t bytes = n * int64_t(sizeof(T));
-        for (int64_t b = 0; b < bytes; b += kLine) __builtin_prefetch(row + b, 0, 3);
+        const std::uintptr_t row = reinterpret_cast<std::uintptr_t>(x + g * stride);
+        const std::uintptr_t end = row + std::uintptr_t(n) * sizeof(T);
+        for (std::uintptr_t line = row & ~(kLine - 1); line < end; line += kLine) {
+            __builtin_prefetch(reinterpret_cast<const void*>(line), 0, 3);
+        }
     }
 }
 

@@ -490,13 +490,14 @@ void wide_row_softmax(const T* x, T* y, const uint8_t* mask, int64_t n, T max,
     }
 }
 
+constexpr int64_t kGroupRows = 8;  // rows in a group, at most
+
 // A row between its sum pass and its last pass. Rows are computed a group at
 // a time (softmax_rows): the scans of every row of the group first, then
-// their exp passes, then their normalizers, then the last passes, so that
-// the normalizers (a division, or a log whose dependency chain is some 80
-// cycles long) of the group's rows run side by side instead of each
-// stalling its row.
-constexpr int64_t kGroupRows = 8;  // rows in a group, at most
+// their exp passes, then the last passes. The normalizers (a division, or a
+// log whose dependency chain is some 80 cycles long) never stall their own
+// row: softmax's come after the group's exp passes, side by side; the logs
+// come four rows at a time between the exp passes (group_exp_sums).
 
 template <class T>
 struct PendingRow {
@@ -605,6 +606,7 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
                     // (log_softmax, logsumexp) only: they ran faster so, softmax did not.
                     if constexpr (kSplit) {
                         constexpr int64_t kBlock = 4 * Simd<T>::lanes;
+                        static_assert(4 * kBlock == kChunk<T>);  // one chunk: no chunk loop
                         if (n == 2 * kBlock) return with_n(2 * kBlock);
                         if (n == 4 * kBlock) return with_n(4 * kBlock);
                     }

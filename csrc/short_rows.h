@@ -204,13 +204,15 @@ void short_rows_of(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t
     // The packed lane folds take at most one row a lane.
     constexpr int kRows = kVectorRegisters == 32 && M <= 2 ? 8 : M <= 4 ? 4 : 2;
     constexpr int G = kRows < Simd<T>::lanes ? kRows : int(Simd<T>::lanes);
+    // The rows whose x is 4 KiB of row data ahead (short_rows' prefetch).
     const int64_t row_bytes = n * int64_t(sizeof(T));
-    const int64_t ahead = row_bytes > kShortPrefetchRowBytes
-                              ? (kShortAheadBytes + row_bytes - 1) / row_bytes
-                              : rows;  // (none)
+    const bool prefetch = row_bytes > kShortPrefetchRowBytes;
+    const int64_t ahead = (kShortAheadBytes + row_bytes - 1) / row_bytes;
     int64_t r = 0;
     for (; r + G <= rows; r += G) {
-        if (r + ahead + G <= rows) prefetch_rows(x + (r + ahead) * x_stride, x_stride, G, n);
+        if (prefetch && r + ahead + G <= rows) {
+            prefetch_rows(x + (r + ahead) * x_stride, x_stride, G, n);
+        }
         if (!short_rows<T, M, G, kOp>(x + r * x_stride, x_stride, y + r * y_stride, y_stride, n,
                                        temperature, logsumexp + r * ls_step, ls_step)) {
             for (int64_t g = r; g < r + G; ++g) general(g);

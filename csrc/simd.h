@@ -93,7 +93,7 @@ constexpr int kTableEntries = 0;
 
 // Vector types of one level: Real holds `lanes` values, Ints the same-width
 // integers (comparison results, exponent bits), Bytes one mask byte a lane,
-// Doubles the lanes widened to double (the sums' per-lane totals).
+// Doubles the lanes widened to double (the column sweep's per-lane totals).
 template <class T>
 struct Simd {
     using Int = typename SameWidthInt<T>::type;
@@ -381,9 +381,16 @@ FS_INLINE void widen_halves(const V& v, W& low, W& high) {
 #if defined(__AVX512F__)
     if constexpr (sizeof(V) == 64) {
         const __m512 r = __builtin_bit_cast(__m512, v);
-        const __m256 top = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(r), 1));
-        // (maskz: the unmasked form's undefined source warns under GCC 12)
-        low = __builtin_bit_cast(W, _mm512_maskz_cvtps_pd(__mmask8(0xff), _mm512_castps512_ps256(r)));
+        // (maskz: the unmasked forms' undefined source warns under GCC 12)
+        const __m256 top =
+            _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(__mmask8(0x0f), _mm512_castps_pd(r), 1));
+        // (the low half by a shuffle: GCC 12's cast intrinsic extracts it from
+        // an undefined source, and warns)
+        const __m256 bottom = [&]<std::size_t... j>(std::index_sequence<j...>)
+                                  __attribute__((always_inline)) {
+            return __m256(__builtin_shufflevector(r, r, j...));
+        }(std::make_index_sequence<8>{});
+        low = __builtin_bit_cast(W, _mm512_maskz_cvtps_pd(__mmask8(0xff), bottom));
         high = __builtin_bit_cast(W, _mm512_maskz_cvtps_pd(__mmask8(0xff), top));
         return;
     }
@@ -493,9 +500,9 @@ FS_INLINE V fold_lanes_of(const V (&v)[G], const Op& op) {
 
 // Lane g: lanes_sum of v[g] widened to double (the float rows' double
 // totals), the same pairs in the same order as fold_lanes_of over the
-// widened vectors: the tree's first step (lane j plus lane j + L/2) adds the
-// two widened halves of each vector, so that no vector wider than a
-// register is built.
+// widened vectors. Where G is at most half the lanes, the tree's first step
+// (lane j plus lane j + L/2) adds the two widened halves of each vector, so
+// that no vector wider than a register is built.
 template <int G, class V>
 FS_INLINE auto widened_sum_lanes_of(const V (&v)[G]) {
     using Wide = typename WidenedHalf<V>::type;
@@ -508,6 +515,7 @@ FS_INLINE auto widened_sum_lanes_of(const V (&v)[G]) {
         }
         return fold_lanes_of(halves, [](auto a, auto b) { return a + b; });
     } else {  // G == lanes: a vector of doubles per row, no wider than G needs
+        static_assert(G == lanes_of<V>);
         typedef double W __attribute__((vector_size(G * sizeof(double))));
         W wide[G];
         for (int g = 0; g < G; ++g) wide[g] = widen<W>(v[g]);

@@ -73,9 +73,9 @@ struct LaneTotal {
 constexpr int64_t kMaxLanes = kVectorBytes / 4;
 
 // The row total from the per-lane totals; lane(j) gives (sum, compensation)
-// of lane j. float rows: a tree in fold_lanes' order (the vector form,
-// vector_lanes_total, must give the same bits); double rows: lanes in
-// order, compensated.
+// of lane j. float rows: a tree in fold_lanes' order (the vector forms,
+// RowTotals::total and widened_sum_lanes_of, must give the same bits);
+// double rows: lanes in order, compensated.
 template <bool kCompensated, class Lane>
 FS_INLINE double lanes_total(int64_t lanes, const Lane& lane) {
     if constexpr (!kCompensated) {

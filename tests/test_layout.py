@@ -93,7 +93,7 @@ def test_in_place_with_a_mask_gives_the_values_of_a_copy(backend, dtype, kind, n
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("n", [40, 300, 1024, 5000])
+@pytest.mark.parametrize("n", [40, 64, 128, 256, 300, 1024, 5000])
 def test_rows_in_groups_give_the_values_of_single_rows(backend, dtype, kind, n):
     # In-cache rows go in groups, and log_softmax's last pass of one group rides in
     # the next group's exp loops: special rows among them, a short last group.
