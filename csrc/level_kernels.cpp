@@ -18,6 +18,7 @@
 #include "half.h"
 #include "kernel_table.h"
 #include "online_rows.h"
+#include "row_groups.h"
 #include "row_passes.h"
 #include "short_rows.h"
 
@@ -49,8 +50,8 @@ double logsumexp_row(const T* x, const uint8_t* mask, int64_t n, double temperat
     return logsumexp_row_in_cache(x, mask, n, temperature);
 }
 
-// In-cache rows go in groups (PendingRow in row_passes.h): up to
-// kGroupRows rows (row_passes.h) and about `bytes` of input, so that a group's rows are
+// In-cache rows go in groups (PendingRow in row_groups.h): up to
+// kGroupRows rows (row_groups.h) and about `bytes` of input, so that a group's rows are
 // still in L1 for their last pass. softmax and log_softmax groups keep x, y
 // and the carried rows' y there, beside the next group's prefetch: 8 KiB of
 // input (4 KiB with AVX-512's wider rows, whose exp loops hide less behind
