@@ -108,6 +108,13 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
     for (int64_t r = 0; r < rows; ++r) {
         if (open[r]) subnormal = subnormal || pending[r].subnormal, scale = pending[r].scale;
     }
+    // A full group of log_softmax rows takes its logs after its last exp pass
+    // instead, where the work that follows is the next group's scans (bound by
+    // loads) rather than exp passes (bound by the vector pipes).
+    // Its in-loop logs are turned off through the pointer, not a new branch:
+    // a test in the loop changed how the other rows' exp loop was compiled.
+    const bool late_logs = kStore == Stored::centred && rows == kGroupRows;
+    double* const quad_logs = late_logs ? nullptr : log_sum;
     with_exp_flags(subnormal, scale != T(1), [&](auto sub, auto scaled) {
         constexpr bool kSubnormal = decltype(sub)::value, kScaled = decltype(scaled)::value;
         const auto row_pass = [&](int64_t r) FS_INLINE_LAMBDA {
@@ -152,12 +159,18 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
             if (open[r]) row_pass(r);
             // The logs of every four rows as soon as their sums are in: the
             // next rows' exp passes then run beside the log's long chain.
-            if (kSplit && log_sum != nullptr && r % kLogLanes == kLogLanes - 1) {
+            if (kSplit && quad_logs != nullptr && r % kLogLanes == kLogLanes - 1) {
                 const int64_t first = r - (kLogLanes - 1);
-                log_sums_of(pending + first, open + first, kLogLanes, log_sum + first);
+                log_sums_of(pending + first, open + first, kLogLanes, quad_logs + first);
             }
         }
     });
+    if (kSplit && log_sum != nullptr && late_logs) {
+        static_assert(kGroupRows % kLogLanes == 0);
+        for (int64_t first = 0; first < kGroupRows; first += kLogLanes) {
+            log_sums_of(pending + first, open + first, kLogLanes, log_sum + first);
+        }
+    }
     if (kSplit && log_sum != nullptr && rows % kLogLanes != 0) {
         const int64_t first = rows - rows % kLogLanes;
         log_sums_of(pending + first, open + first, rows - first, log_sum + first);
