@@ -96,16 +96,13 @@ FS_INLINE double lanes_total(int64_t lanes, const Lane& lane) {
     }
 }
 
-// lanes_total of per-lane totals held in vectors of doubles.
-template <class T, class D>
-FS_INLINE double vector_lanes_total(const D& sum, const D& compensation) {
-    if constexpr (!kCompensatedTotals<T>) {
-        return lanes_sum(sum);
-    } else {
-        return lanes_total<true>(lanes_of<D>, [&](int64_t j) {
-            return std::pair<double, double>{sum[j], compensation[j]};
-        });
-    }
+// lanes_total of double rows' per-lane totals, held in vectors of doubles
+// (float rows add their widened lanes with lanes_sum).
+template <class D>
+FS_INLINE double compensated_lanes_total(const D& sum, const D& compensation) {
+    return lanes_total<true>(lanes_of<D>, [&](int64_t j) {
+        return std::pair<double, double>{sum[j], compensation[j]};
+    });
 }
 
 // A row's per-lane totals (LaneTotal over the lanes of Simd<T>) in
@@ -139,7 +136,7 @@ struct RowTotals {
         if constexpr (kFloat) {
             return lanes_sum(sum[0] + sum[1]);
         } else {
-            return vector_lanes_total<T>(sum[0], compensation);
+            return compensated_lanes_total(sum[0], compensation);
         }
     }
 };
