@@ -20,7 +20,8 @@ constexpr int64_t kGroupRows = 8;  // rows in a group, at most
 // their exp passes, then the last passes. The normalizers (a division, or a
 // log whose dependency chain is some 80 cycles long) never stall their own
 // row: softmax's come after the group's exp passes, side by side; the logs
-// come four rows at a time between the exp passes (group_exp_sums).
+// come four rows at a time between the exp passes (a full log_softmax group:
+// after its last one; group_exp_sums).
 template <class T>
 struct PendingRow {
     T max;
@@ -157,8 +158,8 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
         };
         for (int64_t r = 0; r < rows; ++r) {
             if (open[r]) row_pass(r);
-            // The logs of every four rows as soon as their sums are in: the
-            // next rows' exp passes then run beside the log's long chain.
+            // The logs of every four rows as soon as their sums are in (unless
+            // late_logs): the next rows' exp passes then run beside the log's chain.
             if (kSplit && quad_logs != nullptr && r % kLogLanes == kLogLanes - 1) {
                 const int64_t first = r - (kLogLanes - 1);
                 log_sums_of(pending + first, open + first, kLogLanes, quad_logs + first);
