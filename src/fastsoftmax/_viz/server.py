@@ -24,6 +24,7 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 import traceback
 import webbrowser
 from http import HTTPStatus
@@ -278,6 +279,31 @@ class VizServer(ThreadingHTTPServer):
     def __init__(self, port: int = 0, verbose: bool = False) -> None:
         self.verbose = verbose
         super().__init__((LOOPBACK, port), Handler)
+
+    # A closing connection is read on for up to this long and this many bytes
+    # (a lingering close): a 413 or 431 goes out before the request has been
+    # read to its end, and a socket closed with data unread is reset, which
+    # can destroy the reply before the client reads it.
+    linger_seconds = 2.0
+    linger_bytes = 4 * MAX_BODY
+
+    def shutdown_request(self, request: Any) -> None:
+        try:
+            request.shutdown(socket.SHUT_WR)  # the reply is complete
+            deadline = time.monotonic() + self.linger_seconds
+            drained = 0
+            while drained < self.linger_bytes:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                request.settimeout(left)
+                chunk = request.recv(65536)
+                if not chunk:  # the client is done
+                    break
+                drained += len(chunk)
+        except OSError:  # reset, or the time is up
+            pass
+        self.close_request(request)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind would look the host name up (getfqdn): not needed.
