@@ -19,11 +19,13 @@
 //           double, 1.6e7 random points of [-746, 0] and [-1, 0] against a
 //             long double reference: at most 0.945 ULP with FMA (worst seen
 //             at d = FS_EXP_WORST_F64_FMA), 1.226 without (FS_EXP_WORST_F64).
-//           Subnormal results (kSubnormal) are rounded once, never flushed.
+//           Subnormal results (kSubnormal) are rounded once, never flushed,
+//           and made without an operation whose result is subnormal
+//           (descale_tiny: no microcode assist).
 //   cost    float: 3 FMAs for the reduction, 5 for the polynomial (6
 //           without FMA), then
-//           2^n as an integer add to the exponent (a multiply where a
-//           result may be subnormal); on avx512 the table's cubic and its
+//           2^n as an integer add to the exponent (with kSubnormal, five
+//           more operations and the clamp); on avx512 the table's cubic and its
 //           product take 4, with a permute, and 2^k goes into the table
 //           entry (a shift and an add) before the last FMA; double: 3 and 11.
 #pragma once
@@ -124,6 +126,53 @@ FS_INLINE const typename Simd<T>::Real* exp_vectors() {
     return values;
 }
 
+// v 2^-kTinyShift rounded once, for v >= 0 with v 2^-kTinyShift >= 2^-150
+// (float) / 2^-1075 (double), or NaN. The exp's careful form scales its
+// result by 2^kTinyShift more than it should, so that every value it builds
+// is normal, and comes back here. A subnormal result is made without a
+// floating-point operation that has a subnormal result (each such vector
+// costs a microcode assist of some 150 cycles on Intel cores): v + 2^e, where
+// 2^e = 2^kTinyShift times the smallest normal, has an ulp of 2^kTinyShift
+// times the subnormal spacing, so the add rounds v on the subnormal grid,
+// and the sum's bits less those of 2^e are the subnormal's bits. Normal
+// results are v times 2^-kTinyShift, exact.
+constexpr int kTinyShift = 64;
+
+template <class T>
+FS_INLINE typename Simd<T>::Real descale_tiny(typename Simd<T>::Real v) {
+    using S = Simd<T>;
+    using R = typename S::Real;
+    using I = typename S::Ints;
+    using Int = typename S::Int;
+    using C = ExpConstants<T>;
+    constexpr Int kEdgeBits = Int(C::min_exponent + kTinyShift + C::bias) << C::mantissa_bits;
+    const T edge = bit_cast_scalar<T>(kEdgeBits);  // 2^kTinyShift times the smallest normal
+    const R tiny = __builtin_bit_cast(R, __builtin_bit_cast(I, v + edge) - kEdgeBits);
+#if defined(__AVX512F__)
+    // The normal lanes by a multiply masked to them: a masked-off lane takes
+    // no assist, and NaN stays NaN (kExpKeepsNaN).
+    static_assert(sizeof(R) == 64);
+    const T down = bit_cast_scalar<T>(Int(C::bias - kTinyShift) << C::mantissa_bits);
+    if constexpr (sizeof(T) == 4) {
+        const __m512 value = __builtin_bit_cast(__m512, v);
+        const __mmask16 normal = _mm512_cmp_ps_mask(value, _mm512_set1_ps(edge), _CMP_NLT_UQ);
+        return __builtin_bit_cast(R, _mm512_mask_mul_ps(__builtin_bit_cast(__m512, tiny), normal,
+                                                        value, _mm512_set1_ps(down)));
+    } else {
+        const __m512d value = __builtin_bit_cast(__m512d, v);
+        const __mmask8 normal = _mm512_cmp_pd_mask(value, _mm512_set1_pd(edge), _CMP_NLT_UQ);
+        return __builtin_bit_cast(R, _mm512_mask_mul_pd(__builtin_bit_cast(__m512d, tiny), normal,
+                                                        value, _mm512_set1_pd(down)));
+    }
+#else
+    // Without masks the normal lanes come from the exponent field (the
+    // polynomial form's NaN never reaches here: its rows go to the special path).
+    const I shift_bits = broadcast<I>(Int(kTinyShift) << C::mantissa_bits);
+    const R normal = __builtin_bit_cast(R, __builtin_bit_cast(I, v) - shift_bits);
+    return v < edge ? tiny : normal;
+#endif
+}
+
 // float exp through a table of 2^(j/N), N = kTableEntries (16: AVX-512, one
 // permute): d = (N k + j) ln2/N + r, |r| <= ln2/(2N), exp(d) = 2^k 2^(j/N)
 // (1 + r + c2 r^2 + c3 r^3). The cubic (our minimax fit, relative error
@@ -191,18 +240,13 @@ FS_INLINE void exp_table_block(typename Simd<float>::Real (&v)[K]) {
         }
         return;
     }
-    FS_EACH(k) {
-        const R power = lookup<R>(Table::powers, __builtin_bit_cast(I, t[k]));
-        v[k] = power * q[k] + power;  // 2^(j/N) exp(r), in [0.97, 2)
-    }
-    FS_EACH(k) {  // 2^k as two normal powers of two: a subnormal result rounded once
-        const I mi = __builtin_bit_cast(I, t[k]) - __builtin_bit_cast(int32_t, C::shifter);
-        const I ki = mi >> Table::shift;
-        const I k_low = ki < C::min_exponent ? broadcast<I>(int32_t(C::min_exponent)) : ki;
-        const I k_high = ki - k_low;
-        const R scale_high = __builtin_bit_cast(R, (k_high + C::bias) << C::mantissa_bits);
-        const R scale_low = __builtin_bit_cast(R, (k_low + C::bias) << C::mantissa_bits);
-        v[k] = (v[k] * scale_high) * scale_low;
+    FS_EACH(k) {  // 2^kTinyShift exp(d): normal for every d the clamp leaves (k >= -151)
+        const I index = __builtin_bit_cast(I, t[k]);
+        const R power = __builtin_bit_cast(
+            R, __builtin_bit_cast(I, lookup<R>(Table::offset_powers.data(), index)) +
+                   (index << (C::mantissa_bits - Table::shift)) +
+                   (int32_t(kTinyShift) << C::mantissa_bits));
+        v[k] = descale_tiny<float>(power * q[k] + power);
     }
 }
 #endif
@@ -255,15 +299,11 @@ FS_INLINE void exp_nonpositive_block(typename Simd<T>::Real (&v)[K]) {
         }
         return;
     }
-    // 2^n as two normal powers of two, so a subnormal result is rounded once.
-    using Int = typename S::Int;
+    // p 2^(n + kTinyShift), normal for every d the clamp leaves, then scaled back.
     FS_EACH(k) {
-        const I ni = __builtin_bit_cast(I, t[k]) - __builtin_bit_cast(Int, C::shifter);  // n
-        const I n_low = ni < C::min_exponent ? broadcast<I>(Int(C::min_exponent)) : ni;
-        const I n_high = ni - n_low;
-        const R scale_high = __builtin_bit_cast(R, (n_high + C::bias) << C::mantissa_bits);
-        const R scale_low = __builtin_bit_cast(R, (n_low + C::bias) << C::mantissa_bits);
-        v[k] = (p[k] * scale_high) * scale_low;
+        const I scaled = __builtin_bit_cast(I, p[k]) +
+                         ((__builtin_bit_cast(I, t[k]) + kTinyShift) << C::mantissa_bits);
+        v[k] = descale_tiny<T>(__builtin_bit_cast(R, scaled));
     }
 }
 
