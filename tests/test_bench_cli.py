@@ -154,6 +154,11 @@ def test_case_selection():
     assert any(c.axis == 0 for c in full) and any(c.dtype == "float64" for c in full)
     assert all(c.dtype == "float64" for c in _bench.select_cases(dtype="float64"))
     assert _bench.select_cases(("logsumexp",), patterns=["1x3"])[0].output_bytes == 4
+    (causal,) = _bench.select_cases(patterns=["causal"])
+    assert causal.key == "softmax/float32/1024x1024/axis-1/causal"
+    x = causal.make_input()
+    assert np.isneginf(x[np.triu_indices(1024, 1)]).all()
+    assert np.isfinite(x[np.tril_indices(1024)]).all()
     np.testing.assert_array_equal(
         _bench.Case("softmax", "float32", (1, 3)).make_input(), np.float32([[2.0, 1.0, 0.1]])
     )

@@ -58,11 +58,15 @@ class Case:
     dtype: str
     shape: tuple[int, ...]
     axis: int = -1
+    # "causal": the input of a causal attention mask, -inf above the diagonal
+    # (row i keeps its first i + 1 entries).
+    mask: str = ""
 
     @property
     def key(self) -> str:
         """Stable name, used to match cases across JSON files."""
-        return f"{self.function}/{self.dtype}/{self.shape_text}/axis{self.axis}"
+        mask = f"/{self.mask}" if self.mask else ""
+        return f"{self.function}/{self.dtype}/{self.shape_text}/axis{self.axis}{mask}"
 
     @property
     def shape_text(self) -> str:
@@ -71,7 +75,8 @@ class Case:
     @property
     def label(self) -> str:
         axis = "" if self.axis in (-1, len(self.shape) - 1) else f" axis {self.axis}"
-        return f"{self.function} {self.dtype} {self.shape_text}{axis}"
+        mask = f" {self.mask} mask" if self.mask else ""
+        return f"{self.function} {self.dtype} {self.shape_text}{axis}{mask}"
 
     @property
     def row_length(self) -> int:
@@ -97,6 +102,10 @@ class Case:
         rng = np.random.default_rng(seed)
         x = rng.standard_normal(self.shape, dtype=np.float32 if self.dtype == "float32" else None)
         x *= 3
+        if self.mask == "causal":
+            x[np.triu_indices(self.shape[0], 1, self.shape[1])] = -np.inf
+        elif self.mask:
+            raise ValueError(f"unknown mask {self.mask!r}")
         return x.astype(self.dtype, copy=False)
 
 
@@ -110,6 +119,7 @@ def _cases(function: str = "softmax") -> tuple[Case, ...]:
         Case(function, f32, (64, 1000)),
         Case(function, f32, (4096, 128)),  # attention rows
         Case(function, f32, (1024, 1024)),
+        Case(function, f32, (1024, 1024), mask="causal"),  # masked attention rows
         Case(function, f32, (256, 32000)),  # an LLM vocabulary
         Case(function, f32, (32, 131072)),
         Case(function, f32, (4, 4_000_000)),  # rows larger than the L2 and L3 caches
@@ -133,7 +143,7 @@ def select_cases(
     chosen: list[Case] = []
     for function in functions:
         for case in _cases(function):
-            if quick and (case.shape_text not in QUICK_SHAPES or case.axis != -1):
+            if quick and (case.shape_text not in QUICK_SHAPES or case.axis != -1 or case.mask):
                 continue
             if quick and case.dtype != "float32" and dtype is None:
                 continue
@@ -577,6 +587,7 @@ def summarize(case: Case, measurements: Sequence[Measurement]) -> dict[str, Any]
         "dtype": case.dtype,
         "shape": list(case.shape),
         "axis": case.axis,
+        "mask": case.mask,
         "row_length": case.row_length,
         "input_bytes": case.input_bytes,
         "output_bytes": case.output_bytes,
