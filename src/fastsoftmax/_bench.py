@@ -1141,6 +1141,7 @@ def notes(document: dict[str, Any]) -> list[str]:
 SUMMARY_CASES = (
     "softmax/float32/1x3/axis-1",
     "softmax/float32/1024x1024/axis-1",
+    "softmax/float32/1024x1024/axis-1/causal",
     "softmax/float32/256x32000/axis-1",
     "softmax/float32/4x4000000/axis-1",
     "softmax/float64/1024x1024/axis-1",
