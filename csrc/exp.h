@@ -126,8 +126,8 @@ FS_INLINE const typename Simd<T>::Real* exp_vectors() {
     return values;
 }
 
-// v 2^-kTinyShift rounded once, for v >= 0 with v 2^-kTinyShift >= 2^-150
-// (float) / 2^-1075 (double), or NaN. The exp's careful form scales its
+// v 2^-kTinyShift rounded once, for v >= 0 and normal (what the careful form
+// builds for every d the clamp leaves), or NaN. The exp's careful form scales its
 // result by 2^kTinyShift more than it should, so that every value it builds
 // is normal, and comes back here. A subnormal result is made without a
 // floating-point operation that has a subnormal result (each such vector
@@ -252,14 +252,15 @@ FS_INLINE void exp_table_block(typename Simd<float>::Real (&v)[K]) {
 #endif
 
 // exp_nonpositive_block gives NaN for a NaN on every input, whatever its
-// payload: the table form ends in an FMA of the NaN. (The polynomial form
-// adds n to the exponent field as an integer, which can turn a NaN whose
-// payload has low bits set into a number.)
+// payload: the table form ends in an FMA of the NaN (its careful form: a
+// multiply masked to the lanes that are not tiny, NaN's among them). (Both
+// polynomial forms add n to the exponent field as an integer, which can turn
+// a NaN into a number.)
 template <class T>
 constexpr bool kExpKeepsNaN = kTableEntries > 0 && sizeof(T) == 4;
 
 // kSubnormal = false: the caller knows every d is above normal_exp_limit<T>
-// (no result is subnormal or zero), so the clamp and the two-step scaling go.
+// (no result is subnormal or zero), so the clamp and descale_tiny go.
 template <class T, bool kSubnormal, int K>
 FS_INLINE void exp_nonpositive_block(typename Simd<T>::Real (&v)[K]) {
 #if defined(__AVX512F__)
