@@ -130,8 +130,8 @@ FS_INLINE const typename Simd<T>::Real* exp_vectors() {
 // builds for every d the clamp leaves), or NaN. The exp's careful form scales its
 // result by 2^kTinyShift more than it should, so that every value it builds
 // is normal, and comes back here. A subnormal result is made without a
-// floating-point operation that has a subnormal result (each such vector
-// costs a microcode assist of some 150 cycles on Intel cores): v + 2^e, where
+// floating-point operation that has a subnormal result (Intel cores finish
+// each such vector in microcode; csrc/README.md): v + 2^e, where
 // 2^e = 2^kTinyShift times the smallest normal, has an ulp of 2^kTinyShift
 // times the subnormal spacing, so the add rounds v on the subnormal grid,
 // and the sum's bits less those of 2^e are the subnormal's bits. Normal

@@ -326,8 +326,8 @@ FS_INLINE typename Simd<T>::Ints load_mask(const uint8_t* p, int64_t count) {
     using Ints = typename S::Ints;
 #if defined(__AVX2__)
     // One zero-extending move: GCC lowers the generic widening below a byte
-    // at a time (an extract and an insert per lane), which made rows with a
-    // `where` mask about four times slower than the same rows unmasked.
+    // at a time (an extract and an insert per lane), most of the extra cost
+    // of a row with a `where` mask.
     constexpr int64_t width = int64_t(sizeof(Ints));
     if constexpr (width == 64 || width == 32) {
         __m128i packed = _mm_setzero_si128();

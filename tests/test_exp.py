@@ -146,7 +146,7 @@ def test_log_of_the_sum_is_within_two_ulp(level):
 # The underflow flag of the calling thread (C99 <fenv.h> through libm). An
 # operation whose result is tiny (subnormal, or zero from below the smallest
 # normal) and inexact raises it; on Intel cores each such vector operation is
-# finished in microcode (some 150 cycles), exact tiny results included, so the
+# finished in microcode, exact tiny results included, so the
 # flag is a proxy that catches the inexact ones. The exp makes its tiny results
 # without such an operation (csrc/exp.h, descale_tiny).
 _FE_UNDERFLOW = {"x86_64": 0x10, "AMD64": 0x10, "aarch64": 0x08, "arm64": 0x08}.get(
