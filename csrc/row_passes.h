@@ -59,9 +59,15 @@ FS_INLINE RowScan<T> scan_unmasked_row(const T* x, int64_t n) {
     };
     int64_t i = 0;
     for (; i + 4 * L <= n; i += 4 * L) {
+        Real v[4];
         FS_EACH4(k) {
-            const Real v = load(x + i + k * L, L, T(0));
-            add(k, v, v);
+            v[k] = load(x + i + k * L, L, T(0));
+            max[k] = v[k] > max[k] ? v[k] : max[k];
+            min[k] = v[k] < min[k] ? v[k] : min[k];
+        }
+        if constexpr (kNanFlag) {  // one comparison for two vectors
+            nan[0] |= unordered(v[0], v[1]);
+            nan[2] |= unordered(v[2], v[3]);
         }
     }
     for (; i + L <= n; i += L) {

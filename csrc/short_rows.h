@@ -66,13 +66,18 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
         const Real* row = v + g * M;
         high[g] = live ? row[M - 1] : broadcast<Real>(-inf);
         low[g] = live ? row[M - 1] : broadcast<Real>(inf);
-        if constexpr (!kExpKeepsNaN<T>) nan[g] = high[g] != high[g];
+        if constexpr (!kExpKeepsNaN<T>) {
+            // The row's vectors two to a comparison, the last one (its dead
+            // lanes -inf) beside the one before where M is even.
+            constexpr bool kEven = M % 2 == 0;
+            nan[g] = kEven ? unordered(row[M - 2 + !kEven], high[g]) : high[g] != high[g];
+            for (int k = 0; k + 1 < M - 1 - kEven; k += 2) nan[g] |= unordered(row[k], row[k + 1]);
+        }
         // A NaN enters only from the last vector (its first value), and then
         // the row leaves below, or (kExpKeepsNaN) its sum is NaN.
         for (int k = 0; k + 1 < M; ++k) {
             high[g] = row[k] > high[g] ? row[k] : high[g];
             low[g] = row[k] < low[g] ? row[k] : low[g];
-            if constexpr (!kExpKeepsNaN<T>) nan[g] |= row[k] != row[k];
         }
     }
     // The G rows' lane folds packed together (max and min are exact in any order).

@@ -311,6 +311,43 @@ FS_INLINE void visit_output_vectors(const T* y, int64_t n, bool stream, const Vi
     if (i < n) visit(i, n - i, std::false_type{});
 }
 
+// Lanes where a or b is NaN, all ones (as `a != a` gives them): one
+// unordered comparison for two vectors, where GCC compiles
+// `(a != a) | (b != b)` to two comparisons and an or.
+template <class V>
+FS_INLINE auto unordered(V a, V b) {
+    using I = decltype(a != a);
+    constexpr bool kFloat = sizeof(a[0]) == 4;
+#if defined(__AVX512F__)
+    if constexpr (sizeof(V) == 64) {
+        if constexpr (kFloat) {
+            return I(_mm512_movm_epi32(_mm512_cmp_ps_mask(__m512(a), __m512(b), _CMP_UNORD_Q)));
+        } else {
+            return I(_mm512_movm_epi64(_mm512_cmp_pd_mask(__m512d(a), __m512d(b), _CMP_UNORD_Q)));
+        }
+    }
+#endif
+#if defined(__AVX__)
+    if constexpr (sizeof(V) == 32) {
+        if constexpr (kFloat) {
+            return I(_mm256_cmp_ps(__m256(a), __m256(b), _CMP_UNORD_Q));
+        } else {
+            return I(_mm256_cmp_pd(__m256d(a), __m256d(b), _CMP_UNORD_Q));
+        }
+    }
+#endif
+#if defined(__SSE2__)
+    if constexpr (sizeof(V) == 16) {
+        if constexpr (kFloat) {
+            return I(_mm_cmpunord_ps(__m128(a), __m128(b)));
+        } else {
+            return I(_mm_cmpunord_pd(__m128d(a), __m128d(b)));
+        }
+    }
+#endif
+    return I((a != a) | (b != b));
+}
+
 // Mask bytes as lanes of all ones (active) or zeros; lanes past count are inactive.
 template <class T>
 FS_INLINE typename Simd<T>::Ints load_mask(const uint8_t* p, int64_t count) {
