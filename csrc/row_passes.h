@@ -440,8 +440,8 @@ bool needs_wide(const RowScan<T>& scan, double temperature) {
 }
 
 // The scan of an unmasked row of a group whose exp pass follows. Where the
-// exp keeps NaN (kExpKeepsNaN), the scan skips its NaN flag (two of its
-// operations a vector): a NaN in a row whose max is finite makes its exp
+// exp keeps NaN (kExpKeepsNaN), the scan skips its NaN flag (its
+// comparison and or): a NaN in a row whose max is finite makes its exp
 // sum NaN, and so every value of the row NaN, the values a NaN row gets
 // (fill_special_row). Rows the scan finds special or wide are scanned again
 // with the flag, which picks their values.

@@ -67,11 +67,16 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
         high[g] = live ? row[M - 1] : broadcast<Real>(-inf);
         low[g] = live ? row[M - 1] : broadcast<Real>(inf);
         if constexpr (!kExpKeepsNaN<T>) {
-            // The row's vectors two to a comparison, the last one (its dead
-            // lanes -inf) beside the one before where M is even.
-            constexpr bool kEven = M % 2 == 0;
-            nan[g] = kEven ? unordered(row[M - 2 + !kEven], high[g]) : high[g] != high[g];
-            for (int k = 0; k + 1 < M - 1 - kEven; k += 2) nan[g] |= unordered(row[k], row[k + 1]);
+            // One unordered comparison for two vectors (a scan operation a
+            // vector less): the pairs from the front, and the last vector
+            // alone or beside the one before it.
+            constexpr int kPaired = M % 2 == 0 ? M - 2 : M - 1;  // vectors in front pairs
+            if constexpr (M % 2 == 0) {
+                nan[g] = unordered(row[M - 2], high[g]);
+            } else {
+                nan[g] = high[g] != high[g];
+            }
+            for (int k = 0; k < kPaired; k += 2) nan[g] |= unordered(row[k], row[k + 1]);
         }
         // A NaN enters only from the last vector (its first value), and then
         // the row leaves below, or (kExpKeepsNaN) its sum is NaN.

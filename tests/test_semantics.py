@@ -81,6 +81,21 @@ def test_a_nan_of_any_payload_makes_its_row_nan(backend, dtype, kind, n):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_a_nan_at_any_position_of_a_short_row_makes_its_row_nan(backend, dtype, kind):
+    """Rows of 1 to 72 elements (every vector count the short-row kernels take,
+    at every level's width) with a NaN at each position in turn: the scans
+    test vectors for NaN two at a time, and each vector of a pair, the last
+    one among them, must count."""
+    nans = _nans_with_payloads(dtype)
+    rng = np.random.default_rng(43)
+    for n in range(1, 73):
+        x = random_logits(rng, (n, n), dtype)
+        x[np.arange(n), np.arange(n)] = nans[np.arange(n) % len(nans)]
+        got = getattr(fs, kind)(x, axis=-1, backend=backend)
+        assert np.isnan(got).all(), n
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("row", SPECIAL_ROWS, ids=str)
 def test_special_values_match_scipy(backend, dtype, kind, row):
     if dtype == np.float32 and np.max(np.abs(np.nan_to_num(row, posinf=0, neginf=0))) > 3.4e38:
