@@ -397,9 +397,10 @@ NB_MODULE(_core, m) {
     m.def("current_level", [] { return std::string(current_level()); });
     m.def("set_level", &set_level, "name"_a);
     m.def("set_num_threads", &set_num_threads, "threads"_a);
-    m.def("online_row_bytes", &online_row_bytes);
+    m.def("online_row_bytes", &online_row_bytes,
+          "the setting of set_online_row_bytes; 0: the defaults (by function and level)");
     m.def("set_online_row_bytes", &set_online_row_bytes, "bytes"_a,
           "softmax / log_softmax rows of this many bytes and more take the online two-pass "
-          "algorithm (logsumexp rows from four times that)");
+          "algorithm (logsumexp rows from four times that); 0 restores the defaults");
     m.def("get_num_threads", &get_num_threads);
 }

@@ -74,7 +74,7 @@ const RowKernels* best_kernels() {
 }
 
 std::atomic<const RowKernels*> g_kernels{best_kernels()};
-std::atomic<std::int64_t> g_online_row_bytes{std::int64_t(512) << 10};
+std::atomic<std::int64_t> g_online_row_bytes{0};  // 0: the defaults
 
 }  // namespace
 
@@ -101,7 +101,7 @@ bool set_level(const std::string& name) {
 
 std::int64_t online_row_bytes() { return g_online_row_bytes.load(std::memory_order_relaxed); }
 void set_online_row_bytes(std::int64_t bytes) {
-    g_online_row_bytes.store(std::max<std::int64_t>(bytes, 1));
+    g_online_row_bytes.store(std::max<std::int64_t>(bytes, 0));
 }
 
 }  // namespace fastsoftmax

@@ -25,21 +25,46 @@ namespace fastsoftmax {
 
 enum class RowOp : int { softmax = 0, log_softmax = 1 };
 
-// softmax and log_softmax rows of at least online_row_bytes() bytes take the
-// online (two-pass) algorithm, shorter ones the three passes; logsumexp rows
-// from four times that. The default, 512 KiB, is where a row and its y no
-// longer share L2 with the next rows; settable for tests and tuning (defined
-// in dispatch.cpp).
+// What a row computes, as far as the choice of its path goes.
+enum class RowWork : int { softmax, log_softmax, logsumexp };
+inline RowWork row_work(RowOp op) {
+    return op == RowOp::softmax ? RowWork::softmax : RowWork::log_softmax;
+}
+
+// Long rows take the online algorithm, shorter ones the three passes (two
+// for logsumexp). The online passes move fewer bytes (x read twice, y
+// written once), but softmax's computes every exp twice; log_softmax's and
+// logsumexp's compute it once. The defaults, by what a row computes:
+//   log_softmax  rows of kOnlineRowBytes and more (512 KiB: where a row and
+//                its y no longer share L2 with the next rows);
+//   logsumexp    four times that (its passes move half the bytes, and its
+//                in-cache groups prefetch rows of up to 1 MiB);
+//   softmax      the level's RowKernels::softmax_online_row_bytes: where the
+//                second exp costs less than the bytes it saves (the exp's
+//                cost differs by level; csrc/README.md, "Rows beyond the
+//                cache").
+// online_row_bytes() is a setting for tests and tuning: 0 (the default)
+// keeps the defaults above; set to b > 0, softmax and log_softmax rows go
+// online from b bytes and logsumexp rows from 4 b (defined in dispatch.cpp).
+constexpr std::int64_t kOnlineRowBytes = std::int64_t(512) << 10;
 std::int64_t online_row_bytes();
 void set_online_row_bytes(std::int64_t bytes);
 
-// Whether a row of `row_bytes` takes the online algorithm: softmax and
-// log_softmax from online_row_bytes(); logsumexp (`reads_x_only`), whose
-// three passes move half the bytes (no y) and whose in-cache groups
-// prefetch rows of up to 1 MiB, from four times that. The one rule for the
-// row kernels and for the batch's choice of path.
-inline bool takes_online_path(std::int64_t row_bytes, bool reads_x_only) {
-    return (reads_x_only ? row_bytes / 4 : row_bytes) >= online_row_bytes();
+// Whether a row of `row_bytes` takes the online algorithm, on a level whose
+// softmax default is `softmax_default`. The one rule for the row kernels
+// and for the batch's choice of path.
+inline bool takes_online_path(std::int64_t row_bytes, RowWork work,
+                              std::int64_t softmax_default) {
+    const std::int64_t setting = online_row_bytes();
+    switch (work) {
+        case RowWork::softmax:
+            return row_bytes >= (setting > 0 ? setting : softmax_default);
+        case RowWork::log_softmax:
+            return row_bytes >= (setting > 0 ? setting : kOnlineRowBytes);
+        case RowWork::logsumexp:
+            break;
+    }
+    return row_bytes / 4 >= (setting > 0 ? setting : kOnlineRowBytes);
 }
 
 // A call that writes more than this (all threads together), not in place,
@@ -52,11 +77,13 @@ constexpr std::int64_t kStreamingBytes = std::int64_t(16) << 20;
 
 struct RowKernels {
     const char* level;  // "avx512", "avx2", "avx2_wide", "sse2", "neon", "generic"
+    // Where softmax rows take the online algorithm by default (above).
+    std::int64_t softmax_online_row_bytes;
 
     // y = softmax (or log_softmax) of x / temperature along one row.
     // Passes: a row in cache reads x twice and y once and writes y twice
     // (softmax) or reads x three times and writes y once (log_softmax); a
-    // row of online_row_bytes() or more reads x twice and writes y once (the
+    // row that takes the online algorithm reads x twice and writes y once (the
     // row entry never streams y: it also writes the 16-bit rows' buffers).
     void (*softmax_row_f32)(const float* x, float* y, const std::uint8_t* mask,
                             std::int64_t n, double temperature, RowOp op);
@@ -65,8 +92,8 @@ struct RowKernels {
 
     // logsumexp of x / temperature along one row, in double before rounding:
     // -inf for a row with nothing active, NaN for NaN, the max for an
-    // infinite max. Reads x twice (once for rows of 4 * online_row_bytes()
-    // and more, which take the online algorithm).
+    // infinite max. Reads x twice (once for rows that take the online
+    // algorithm).
     double (*logsumexp_row_f32)(const float* x, const std::uint8_t* mask, std::int64_t n,
                                 double temperature);
     double (*logsumexp_row_f64)(const double* x, const std::uint8_t* mask, std::int64_t n,

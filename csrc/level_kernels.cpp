@@ -24,20 +24,22 @@
 
 FS_LEVEL_BEGIN
 
-template <class T>
-bool online_sized(int64_t n) {
-    return takes_online_path(n * int64_t(sizeof(T)), false);
-}
+// Where softmax rows go online by default. The online softmax saves a read
+// and a write of y but takes a second exp an element: with the table exp
+// (AVX-512 float) that pays from rows that leave L2, as log_softmax's does;
+// with the polynomial, the three passes stayed ahead for every row measured
+// up to 32 MB (csrc/README.md, "Rows beyond the cache").
+constexpr int64_t kSoftmaxOnlineRowBytes = kTableEntries > 0 ? kOnlineRowBytes : int64_t(32) << 20;
 
 template <class T>
-bool online_sized_read_only(int64_t n) {
-    return takes_online_path(n * int64_t(sizeof(T)), true);
+bool online_sized(int64_t n, RowWork work) {
+    return takes_online_path(n * int64_t(sizeof(T)), work, kSoftmaxOnlineRowBytes);
 }
 
 template <class T>
 void softmax_row(const T* x, T* y, const uint8_t* mask, int64_t n, double temperature,
                  RowOp op) {
-    if (online_sized<T>(n)) {
+    if (online_sized<T>(n, row_work(op))) {
         softmax_row_online(x, y, mask, n, temperature, op);
     } else {
         softmax_row_in_cache(x, y, mask, n, temperature, op);
@@ -46,7 +48,7 @@ void softmax_row(const T* x, T* y, const uint8_t* mask, int64_t n, double temper
 
 template <class T>
 double logsumexp_row(const T* x, const uint8_t* mask, int64_t n, double temperature) {
-    if (online_sized_read_only<T>(n)) return logsumexp_row_online(x, mask, n, temperature);
+    if (online_sized<T>(n, RowWork::logsumexp)) return logsumexp_row_online(x, mask, n, temperature);
     return logsumexp_row_in_cache(x, mask, n, temperature);
 }
 
@@ -145,7 +147,7 @@ void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int
 template <class T>
 void softmax_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows, int64_t n,
                   double temperature, RowOp op, bool stream) {
-    if (online_sized<T>(n)) {
+    if (online_sized<T>(n, row_work(op))) {
         for (int64_t r = 0; r < rows; ++r) {
             softmax_row_online(x + r * x_stride, y + r * y_stride, nullptr, n, temperature, op,
                                stream);
@@ -198,7 +200,7 @@ void logsumexp_row_group(const T* x, int64_t x_stride, T* out, int64_t out_step,
 template <class T>
 void logsumexp_rows(const T* x, int64_t x_stride, T* out, int64_t out_step, int64_t rows,
                     int64_t n, double temperature) {
-    if (online_sized_read_only<T>(n)) {
+    if (online_sized<T>(n, RowWork::logsumexp)) {
         for (int64_t r = 0; r < rows; ++r) {
             out[r * out_step] =
                 static_cast<T>(logsumexp_row_online(x + r * x_stride, nullptr, n, temperature));
@@ -232,6 +234,7 @@ namespace FASTSOFTMAX_LEVEL {
 extern const RowKernels kernels;
 const RowKernels kernels = {
     .level = FS_STRINGIFY(FASTSOFTMAX_LEVEL),
+    .softmax_online_row_bytes = kSoftmaxOnlineRowBytes,
     .softmax_row_f32 = &softmax_row<float>,
     .softmax_row_f64 = &softmax_row<double>,
     .logsumexp_row_f32 = &logsumexp_row<float>,

@@ -1,5 +1,5 @@
-// Rows too long to stay in cache between passes (online_row_bytes() and
-// more): the online normalizer (Milakov & Gimelshein 2018), by chunks.
+// Rows too long to stay in cache between passes (from their online threshold:
+// kernel_table.h): the online normalizer (Milakov & Gimelshein 2018), by chunks.
 // Pass 1 reads each chunk from memory once (scan) and again from L1 (exp
 // and split sum relative to the chunk's max), merging (max, sums) into the
 // row's as it goes; pass 2 writes y. softmax and log_softmax read x twice

@@ -137,13 +137,14 @@ enum class Path { rows, masked_rows, columns, gathered };
 // are gathered instead, so that a layout never changes the algorithm.
 template <class T>
 Path path_of(const StridedView3<const T>& x, int64_t y_inner_stride, int64_t y_row_stride,
-             const StridedView3<const uint8_t>& mask, const Extent3& extent, bool reads_x_only) {
+             const StridedView3<const uint8_t>& mask, const Extent3& extent, RowWork work) {
     const bool has_mask = mask.data != nullptr;
     if (x.stride[2] == 1 && y_row_stride == 1 && (!has_mask || mask.stride[2] == 1)) {
         return has_mask ? Path::masked_rows : Path::rows;
     }
     if (!has_mask && extent.inner > 1 && x.stride[1] == 1 && y_inner_stride == 1 &&
-        x.stride[2] != 1 && !takes_online_path(extent.n * int64_t(sizeof(T)), reads_x_only)) {
+        x.stride[2] != 1 && !takes_online_path(extent.n * int64_t(sizeof(T)), work,
+                                             current_kernels().softmax_online_row_bytes)) {
         return Path::columns;
     }
     return Path::gathered;
@@ -310,7 +311,7 @@ void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<cons
         extent = outer_as_inner(extent);
     }
     const SoftmaxRun<T> run{current_kernels(), x, y, mask, extent, temperature, op};
-    const Path path = path_of(x, y.stride[1], y.stride[2], mask, extent, false);
+    const Path path = path_of(x, y.stride[1], y.stride[2], mask, extent, row_work(op));
     run_batch(run, path, path == Path::columns ? column_grain<T>(extent) : 1);
 }
 
@@ -326,7 +327,7 @@ void logsumexp_batch(StridedView3<const T> x, StridedView2<T> y, StridedView3<co
                               mask, extent, temperature};
     // The result has no reduction axis: only x's row stride decides rows.
     // logsumexp writes one value per column, so columns split at any row.
-    run_batch(run, path_of(x, y.stride[1], x.stride[2], mask, extent, true), 1);
+    run_batch(run, path_of(x, y.stride[1], x.stride[2], mask, extent, RowWork::logsumexp), 1);
 }
 
 namespace {

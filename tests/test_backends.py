@@ -395,3 +395,38 @@ def test_one_step_call_into_out(log):
     got = function(shifted_in, out=shifted_out)  # the general path reads x from a copy
     assert got is shifted_out
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("function", ["softmax", "log_softmax", "logsumexp"])
+@pytest.mark.parametrize("level", fs.info()["simd_levels"] or ["(none)"])
+def test_the_online_threshold_setting(level, function):
+    """Rows of 1 and 4 MiB with the defaults (which send softmax rows online
+    from a different length on each level), with every row online and with
+    every row in three passes: log_softmax and logsumexp give the same bits
+    on both paths; softmax's online sum is merged from chunk sums, so its
+    values may differ in the last bit. set_online_row_bytes(0) restores the
+    defaults."""
+    if level == "(none)":
+        pytest.skip("no compiled extension")
+    from fastsoftmax import _core
+
+    previous = _core.current_level()
+    assert _core.set_level(level)
+    x = random_logits(np.random.default_rng(7), (3, 1 << 20), np.float32)
+    f = getattr(fs, function)
+    try:
+        assert _core.online_row_bytes() == 0
+        results = {}
+        for setting in (0, 1 << 18, 1 << 40):
+            _core.set_online_row_bytes(setting)
+            assert _core.online_row_bytes() == setting
+            results[setting] = [f(x[:, :n], axis=-1) for n in (1 << 18, 1 << 20)]
+        for setting in (1 << 18, 1 << 40):
+            for got, want in zip(results[setting], results[0]):
+                if function == "softmax":
+                    np.testing.assert_array_max_ulp(got, want, maxulp=2)
+                else:
+                    np.testing.assert_array_equal(got, want)
+    finally:
+        _core.set_online_row_bytes(0)
+        _core.set_level(previous)
