@@ -4,7 +4,8 @@
 // the core mostly idle. Here each row is loaded once and stays in registers
 // from the scan to the one store, and a few rows go together so that their
 // dependency chains interleave; the logs of a group's log_softmax or
-// logsumexp rows are taken together, a lane a row, in one vector.
+// logsumexp rows are taken together, a lane a row, in one vector (two
+// groups' in one call where there are 16 vector registers).
 #pragma once
 
 #include <limits>
@@ -37,13 +38,25 @@ struct GroupLogsOf {
     typedef double type __attribute__((vector_size((G > kLogLanes ? G : kLogLanes) * 8)));
 };
 
+// A group's split sums (lane g: row g's), left for a log taken with the next
+// group's (`short_rows_of`), and its maxima (logsumexp).
+template <int G>
+struct PendingLogs {
+    using Logs = typename GroupLogsOf<G>::type;
+    Logs below{}, at = Logs{} + 1.0, max{};  // log(0 + 1) = 0: a group that left
+};
+
 // G rows of M vectors each (rows g at x + g * x_stride, y likewise, the
 // logsumexp of row g at logsumexp[g * ls_step]): with G > 1 the rows'
 // dependency chains (max, exp, sum, division, log) interleave, which a row of
-// one or two vectors needs: alone it waits on latencies.
+// one or two vectors needs: alone it waits on latencies. With `pending`
+// (log_softmax, logsumexp), the group's logs are left to the caller: its
+// split sums and maxima go there, and log_softmax stores d (rounded, as
+// log_softmax_of) for finish_log_softmax_rows.
 template <class T, int M, int G, ShortOp kOp>
 bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
-                double temperature, T* logsumexp, int64_t ls_step) {
+                double temperature, T* logsumexp, int64_t ls_step,
+                PendingLogs<G>* pending = nullptr) {
     using S = Simd<T>;
     using Real = typename S::Real;
     using Ints = typename S::Ints;
@@ -169,6 +182,18 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
             const auto used = lane_indices<typename LogBitsOf<Logs>::type>() < G;
             Logs logs[1] = {used ? low_lanes_as<Logs>(below) : Logs{}};
             const Logs ats[1] = {used ? low_lanes_as<Logs>(at) : Logs{} + 1.0};
+            if (pending != nullptr) {
+                *pending = {logs[0], ats[0], low_lanes_as<Logs>(maxima)};
+                if constexpr (kOp == ShortOp::log_softmax) {
+                    FS_EACH(q) {
+                        Real centred_q = d[q];
+                        if constexpr (kScaled) opaque(centred_q);
+                        store(y + (q / M) * y_stride + (q % M) * L, centred_q,
+                              last(q) ? tail : L);
+                    }
+                }
+                return;
+            }
             log_of_split_sums(logs, ats);
             if constexpr (kOp == ShortOp::logsumexp) {
                 const Logs max = low_lanes_as<Logs>(maxima);
@@ -202,6 +227,15 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
     return true;
 }
 
+// y -= log_sum over a short row whose d is stored (the bits of log_softmax_of).
+template <class T>
+FS_INLINE void subtract_short_row(T* y, int64_t n, T log_sum) {
+    for (int64_t i = 0; i < n; i += Simd<T>::lanes) {
+        const int64_t count = n - i < Simd<T>::lanes ? n - i : Simd<T>::lanes;
+        store(y + i, load(y + i, count, T(0)) - log_sum, count);
+    }
+}
+
 // Rows of M <= kShortRowVectors vectors, `rows` of them, a group at a time;
 // a group holding a special or wide row goes row by row through `general`.
 template <ShortOp kOp, int M, class T, class General>
@@ -219,6 +253,47 @@ void short_rows_of(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t
     const bool prefetch = row_bytes > kShortPrefetchRowBytes;
     const int64_t ahead = (kShortAheadBytes + row_bytes - 1) / row_bytes;
     int64_t r = 0;
+    if constexpr (kOp != ShortOp::softmax && kVectorRegisters <= 16) {
+        // Two groups' logs in one call, their chains interleaved: a group's
+        // log is a chain of some 80 cycles, which one group alone waits on,
+        // and eight rows in one group ran out of registers.
+        for (; r + 2 * G <= rows; r += 2 * G) {
+            if (prefetch && r + ahead + 2 * G <= rows) {
+                prefetch_rows(x + (r + ahead) * x_stride, x_stride, 2 * G, n);
+            }
+            PendingLogs<G> pending[2];
+            bool done[2];
+            for (int h = 0; h < 2; ++h) {
+                const int64_t first = r + h * G;
+                done[h] = short_rows<T, M, G, kOp>(x + first * x_stride, x_stride,
+                                                   y + first * y_stride, y_stride, n, temperature,
+                                                   logsumexp + first * ls_step, ls_step,
+                                                   &pending[h]);
+                if (!done[h]) pending[h] = {};
+            }
+            typename PendingLogs<G>::Logs logs[2] = {pending[0].below, pending[1].below};
+            const typename PendingLogs<G>::Logs ats[2] = {pending[0].at, pending[1].at};
+            log_of_split_sums(logs, ats);
+            for (int h = 0; h < 2; ++h) {
+                const int64_t first = r + h * G;
+                if (!done[h]) {
+                    for (int64_t g = first; g < first + G; ++g) general(g);
+                    continue;
+                }
+                for (int g = 0; g < G; ++g) {
+                    if constexpr (kOp == ShortOp::logsumexp) {
+                        const double max = pending[h].max[g];
+                        const double total = (temperature == 1.0 ? max : max / temperature) +
+                                             logs[h][g];
+                        logsumexp[(first + g) * ls_step] = static_cast<T>(total);
+                    } else {
+                        subtract_short_row<T>(y + (first + g) * y_stride, n,
+                                              static_cast<T>(logs[h][g]));
+                    }
+                }
+            }
+        }
+    }
     for (; r + G <= rows; r += G) {
         if (prefetch && r + ahead + G <= rows) {
             prefetch_rows(x + (r + ahead) * x_stride, x_stride, G, n);
