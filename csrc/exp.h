@@ -308,16 +308,44 @@ FS_INLINE void exp_nonpositive_block(typename Simd<T>::Real (&v)[K]) {
     }
 }
 
+// Below this, exp(d) may be subnormal (n < -126 / -1022 after rounding).
+template <class T>
+constexpr T normal_exp_limit = sizeof(T) == 4 ? T(-87.0) : T(-707.0);
+
+// exp_nonpositive_block, with the careful form (kSubnormal) only for the
+// blocks that need it: a block whose every d is at or above
+// normal_exp_limit takes the fast form, a block whose every d is below the
+// clamp is +0 (the careful form's value there). The same bits as the
+// careful form for every block; rows with long runs of -inf (a causal
+// mask's) or of tiny terms pay for the careful form only where such a run
+// meets the rest. A NaN fails both tests and takes the careful form.
+template <class T, bool kSubnormal, int K>
+FS_INLINE void exp_nonpositive_block_by_range(typename Simd<T>::Real (&v)[K]) {
+    if constexpr (kSubnormal) {
+        using I = typename Simd<T>::Ints;
+        I normal = v[0] >= normal_exp_limit<T>, zero = v[0] < ExpConstants<T>::clamp;
+        for (int k = 1; k < K; ++k) {
+            normal &= v[k] >= normal_exp_limit<T>;
+            zero &= v[k] < ExpConstants<T>::clamp;
+        }
+        if (all_lanes(normal)) {
+            exp_nonpositive_block<T, false, K>(v);
+            return;
+        }
+        if (all_lanes(zero)) {
+            FS_EACH(k) v[k] = typename Simd<T>::Real{};
+            return;
+        }
+    }
+    exp_nonpositive_block<T, kSubnormal, K>(v);
+}
+
 template <class T, bool kSubnormal = true>
 FS_INLINE typename Simd<T>::Real exp_nonpositive(typename Simd<T>::Real d) {
     typename Simd<T>::Real v[1] = {d};
     exp_nonpositive_block<T, kSubnormal, 1>(v);
     return v[0];
 }
-
-// Below this, exp(d) may be subnormal (n < -126 / -1022 after rounding).
-template <class T>
-constexpr T normal_exp_limit = sizeof(T) == 4 ? T(-87.0) : T(-707.0);
 
 // exp of `count` loaded lanes: the fast form only for full vectors of a row
 // known to stay above normal_exp_limit (a partial vector's fill lanes, and

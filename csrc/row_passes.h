@@ -266,7 +266,7 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
                 FS_EACH(k) d[k] = centred<kScaled>(load(x + i + k * S::lanes, S::lanes, T(0)),
                                                    held[0], scale);
                 FS_EACH(k) e[k] = d[k];
-                exp_nonpositive_block<T, kSubnormal, K>(e);
+                exp_nonpositive_block_by_range<T, kSubnormal, K>(e);
                 // softmax: the carried row's loads before this row's stores (a
                 // row a multiple of 4 KiB back shares their address bits below
                 // 4 KiB, and a load behind such a store waits for it), but

@@ -392,6 +392,35 @@ FS_INLINE typename Simd<T>::Ints load_mask(const uint8_t* p, int64_t count) {
 template <class V>
 constexpr int64_t lanes_of = int64_t(sizeof(V) / sizeof(V{}[0]));
 
+// Whether every lane of a comparison's result (each lane all ones or zero)
+// is set: a test of the vector's bytes where the level has one.
+template <class I>
+FS_INLINE bool all_lanes(I m) {
+    constexpr std::size_t kBytes = sizeof(I);
+#if defined(__AVX512F__)
+    if constexpr (kBytes == 64) {
+        return _mm512_cmpneq_epi32_mask(__m512i(m), _mm512_set1_epi32(-1)) == 0;
+    }
+#endif
+#if defined(__AVX2__)
+    if constexpr (kBytes == 32) return _mm256_movemask_epi8(__m256i(m)) == -1;
+#endif
+#if defined(__SSE2__)
+    if constexpr (kBytes == 16) return _mm_movemask_epi8(__m128i(m)) == 0xFFFF;
+#endif
+    constexpr int64_t L = lanes_of<I>;
+    if constexpr (kBytes > 16 && L >= 2) {  // the halves and-ed, then tested
+        return [&]<std::size_t... j>(std::index_sequence<j...>) __attribute__((always_inline)) {
+            return all_lanes(__builtin_shufflevector(m, m, j...) &
+                             __builtin_shufflevector(m, m, (j + L / 2)...));
+        }(std::make_index_sequence<std::size_t(L / 2)>{});
+    } else {
+        bool all = true;
+        for (int64_t j = 0; j < L; ++j) all &= m[j] != 0;
+        return all;
+    }
+}
+
 // v's lanes converted to W's lane type (float to double: exact). Floats go
 // through the ISA's widest conversion a piece at a time: GCC lowered the
 // generic conversion in 4-lane pieces, each with an insert.

@@ -319,6 +319,40 @@ def test_short_rows_give_the_bits_of_the_general_passes(level, dtype, kind):
         cpp.set_simd_level(previous)
 
 
+@pytest.mark.parametrize("level", _CPP_LEVELS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_runs_of_tiny_terms_give_the_bits_of_the_careful_exp(level, dtype, kind):
+    """Rows whose spread reaches below the normal range take the careful exp
+    only for the blocks of four vectors that need it: blocks all above the
+    normal range take the fast form, blocks all below the clamp are 0. A mask
+    that keeps every element sends the same rows through the masked loop,
+    whose exp is the careful form for every vector: the same bits. Rows of a
+    causal mask (-inf from a diagonal on), runs of terms about 95, 200, 725
+    and 2000 below the max (95 mixes subnormal and normal float terms, 725
+    double ones), starting anywhere in a block."""
+    from fastsoftmax import _backends
+
+    cpp = _backends.get("cpp")
+    previous = cpp.simd_level()
+    cpp.set_simd_level(level)
+    try:
+        rng = np.random.default_rng(47)
+        f = getattr(fs, kind)
+        rows, n = 96, 300
+        x = random_logits(rng, (rows, n), dtype)
+        x[np.triu_indices(32, 1, n)] = -np.inf  # causal rows 0..31
+        for r in range(32, rows):
+            start = int(rng.integers(0, n))
+            stop = int(rng.integers(start, n + 1))
+            x[r, start:stop] -= (95.0, 200.0, 725.0, 2000.0)[r % 4]
+        for temperature in (1.0, 0.7):
+            plain = f(x, axis=-1, temperature=temperature)
+            masked = f(x, axis=-1, temperature=temperature, where=np.ones(x.shape, bool))
+            np.testing.assert_array_equal(plain, masked, err_msg=f"T={temperature}")
+    finally:
+        cpp.set_simd_level(previous)
+
+
 @pytest.mark.parametrize("kind", ["softmax", "log_softmax"])
 @pytest.mark.parametrize("shape", [(3,), (1, 3), (4, 5, 130), (2, 1, 1)])
 def test_plain_call_matches_the_general_path(dtype, kind, shape):
