@@ -15,7 +15,11 @@
 //           digits with length); log_softmax: 4 eps (1 + |ref|) absolute.
 //           Measured margins: README, Accuracy; exp: exp.h.
 //   bits    a row gives the same bits through every entry (rows, short
-//           rows, column sweep, online rows): one summation order.
+//           rows, column sweep, online rows): one summation order. The
+//           one exception, softmax rows that take the online algorithm
+//           (their sum merged from chunk sums, last bits apart from the
+//           three passes'), follows from the row's length and the level
+//           alone (takes_online_path), never from the layout or threads.
 //   T       temperature, positive and finite (the Python layer checks it).
 #pragma once
 
@@ -42,7 +46,7 @@ inline RowWork row_work(RowOp op) {
 //   softmax      the level's RowKernels::softmax_online_row_bytes: where the
 //                second exp costs less than the bytes it saves (the exp's
 //                cost differs by level; csrc/README.md, "Rows beyond the
-//                cache").
+//                cache"). One value a level, for float and double rows.
 // online_row_bytes() is a setting for tests and tuning: 0 (the default)
 // keeps the defaults above; set to b > 0, softmax and log_softmax rows go
 // online from b bytes and logsumexp rows from 4 b (defined in dispatch.cpp).

@@ -136,15 +136,16 @@ enum class Path { rows, masked_rows, columns, gathered };
 // (inner stride 1) takes the column sweep. Columns as long as an online row
 // are gathered instead, so that a layout never changes the algorithm.
 template <class T>
-Path path_of(const StridedView3<const T>& x, int64_t y_inner_stride, int64_t y_row_stride,
-             const StridedView3<const uint8_t>& mask, const Extent3& extent, RowWork work) {
+Path path_of(const RowKernels& kernels, const StridedView3<const T>& x, int64_t y_inner_stride,
+             int64_t y_row_stride, const StridedView3<const uint8_t>& mask, const Extent3& extent,
+             RowWork work) {
     const bool has_mask = mask.data != nullptr;
     if (x.stride[2] == 1 && y_row_stride == 1 && (!has_mask || mask.stride[2] == 1)) {
         return has_mask ? Path::masked_rows : Path::rows;
     }
     if (!has_mask && extent.inner > 1 && x.stride[1] == 1 && y_inner_stride == 1 &&
         x.stride[2] != 1 && !takes_online_path(extent.n * int64_t(sizeof(T)), work,
-                                             current_kernels().softmax_online_row_bytes)) {
+                                             kernels.softmax_online_row_bytes)) {
         return Path::columns;
     }
     return Path::gathered;
@@ -311,7 +312,8 @@ void softmax_batch(StridedView3<const T> x, StridedView3<T> y, StridedView3<cons
         extent = outer_as_inner(extent);
     }
     const SoftmaxRun<T> run{current_kernels(), x, y, mask, extent, temperature, op};
-    const Path path = path_of(x, y.stride[1], y.stride[2], mask, extent, row_work(op));
+    const Path path =
+        path_of(run.kernels, x, y.stride[1], y.stride[2], mask, extent, row_work(op));
     run_batch(run, path, path == Path::columns ? column_grain<T>(extent) : 1);
 }
 
@@ -327,7 +329,8 @@ void logsumexp_batch(StridedView3<const T> x, StridedView2<T> y, StridedView3<co
                               mask, extent, temperature};
     // The result has no reduction axis: only x's row stride decides rows.
     // logsumexp writes one value per column, so columns split at any row.
-    run_batch(run, path_of(x, y.stride[1], x.stride[2], mask, extent, RowWork::logsumexp), 1);
+    run_batch(run, path_of(run.kernels, x, y.stride[1], x.stride[2], mask, extent, RowWork::logsumexp),
+              1);
 }
 
 namespace {

@@ -93,8 +93,8 @@ def test_float16_computed_in_float32(backend):
 @pytest.fixture(params=["online", "three_passes"])
 def long_row_path(request):
     """Rows of 1 MiB through each of the compiled kernel's paths for long rows:
-    the online algorithm (the default from 512 KiB; here set so that logsumexp
-    takes it too) and the three passes (the threshold set past the rows)."""
+    the online algorithm (the threshold set below the rows, for every function)
+    and the three passes (the threshold set past the rows)."""
     if "cpp" not in fs.backends():
         yield request.param
         return

@@ -412,12 +412,13 @@ def test_long_columns_give_the_values_of_rows(backend, kind):
 
 
 @pytest.mark.parametrize("kind", ["softmax", "log_softmax"])
+@pytest.mark.usefixtures("online_from_1mib")  # softmax's rows too, on every level
 def test_outputs_past_the_cache_give_the_values_of_one_row_at_a_time(backend, dtype, kind):
     """Calls whose y passes 16 MiB store long rows past the caches (the
     compiled kernel's streaming stores, from the first aligned vector of y):
     the values are those of each row alone, whose output is small, into an
     out= that starts off the vector alignment and into a fresh array."""
-    n = (5 << 20) // np.dtype(dtype).itemsize + 13  # rows of 5 MiB, online
+    n = (5 << 20) // np.dtype(dtype).itemsize + 13  # rows of 5 MiB
     x = random_logits(np.random.default_rng(31), (4, n), dtype)
     f = getattr(fs, kind)
     want = np.stack([f(row, backend=backend) for row in x])
