@@ -255,8 +255,9 @@ void short_rows_of(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t
     int64_t r = 0;
     if constexpr (kOp != ShortOp::softmax && kVectorRegisters <= 16) {
         // Two groups' logs in one call, their chains interleaved: a group's
-        // log is a chain of some 80 cycles, which one group alone waits on,
-        // and eight rows in one group ran out of registers.
+        // log is a long chain (log1p in double, two divisions), which one
+        // group alone waits on, and eight rows in one group ran out of
+        // registers.
         for (; r + 2 * G <= rows; r += 2 * G) {
             if (prefetch && r + ahead + 2 * G <= rows) {
                 prefetch_rows(x + (r + ahead) * x_stride, x_stride, 2 * G, n);

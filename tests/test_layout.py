@@ -4,6 +4,8 @@ modified; out= and in place; partial overlap is handled."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from conftest import random_logits
@@ -290,6 +292,20 @@ def test_short_rows_do_not_depend_on_their_neighbours(backend, dtype, kind, n):
 _CPP_LEVELS = fs.info()["simd_levels"] if "cpp" in fs.backends() else []
 
 
+@contextlib.contextmanager
+def _at_level(level):
+    """The compiled backend at one SIMD level for the block, then back."""
+    from fastsoftmax import _backends
+
+    cpp = _backends.get("cpp")
+    previous = cpp.simd_level()
+    cpp.set_simd_level(level)
+    try:
+        yield
+    finally:
+        cpp.set_simd_level(previous)
+
+
 @pytest.mark.parametrize("level", _CPP_LEVELS)
 @pytest.mark.parametrize("kind", KINDS)
 def test_short_rows_give_the_bits_of_the_general_passes(level, dtype, kind):
@@ -300,12 +316,7 @@ def test_short_rows_give_the_bits_of_the_general_passes(level, dtype, kind):
     Rows of two or four blocks of four vectors (128 and 256 floats with
     AVX-512, 64 and 128 with AVX2) take an exp pass compiled for their length,
     which must add in that order too."""
-    from fastsoftmax import _backends
-
-    cpp = _backends.get("cpp")
-    previous = cpp.simd_level()
-    cpp.set_simd_level(level)
-    try:
+    with _at_level(level):
         rng = np.random.default_rng(41)
         f = getattr(fs, kind)
         lengths = [1, 3, 4, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 63, 64, 65, 80, 96, 127, 128]
@@ -315,8 +326,6 @@ def test_short_rows_give_the_bits_of_the_general_passes(level, dtype, kind):
                 short = f(x, axis=-1, temperature=temperature)
                 general = f(x, axis=-1, temperature=temperature, where=np.ones(x.shape, bool))
                 np.testing.assert_array_equal(short, general, err_msg=f"n={n} T={temperature}")
-    finally:
-        cpp.set_simd_level(previous)
 
 
 @pytest.mark.parametrize("level", _CPP_LEVELS)
@@ -330,12 +339,7 @@ def test_runs_of_tiny_terms_give_the_bits_of_the_careful_exp(level, dtype, kind)
     causal mask (-inf from a diagonal on), runs of terms about 95, 200, 725
     and 2000 below the max (95 mixes subnormal and normal float terms, 725
     double ones), starting anywhere in a block."""
-    from fastsoftmax import _backends
-
-    cpp = _backends.get("cpp")
-    previous = cpp.simd_level()
-    cpp.set_simd_level(level)
-    try:
+    with _at_level(level):
         rng = np.random.default_rng(47)
         f = getattr(fs, kind)
         rows, n = 96, 300
@@ -349,8 +353,6 @@ def test_runs_of_tiny_terms_give_the_bits_of_the_careful_exp(level, dtype, kind)
             plain = f(x, axis=-1, temperature=temperature)
             masked = f(x, axis=-1, temperature=temperature, where=np.ones(x.shape, bool))
             np.testing.assert_array_equal(plain, masked, err_msg=f"T={temperature}")
-    finally:
-        cpp.set_simd_level(previous)
 
 
 @pytest.mark.parametrize("kind", ["softmax", "log_softmax"])
