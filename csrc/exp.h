@@ -6,15 +6,18 @@
 // Contract (checked by tests/test_exp.py on every level the CPU runs, and
 // measured by `fastsoftmax accuracy`):
 //   lanes   float or double, any vector width of the level.
-//   range   d in [-inf, 0], or NaN where kExpKeepsNaN (AVX-512 float: NaN
-//           out; elsewhere the row passes send NaN rows to the special-value
-//           path first). exp(0) == 1 and
+//   range   d in [-inf, 0], or NaN where kExpKeepsNaN (the table levels'
+//           float, AVX-512 and AVX2: NaN out; elsewhere the row passes send
+//           NaN rows to the special-value path first). exp(0) == 1 and
 //           exp(-inf) == +0 exactly; below -104 (float) / -746 (double) the
 //           result is +0, the correctly rounded value.
 //   error   float, every float of [-104, 0] against the double exp: at most
-//             0.9977 ULP with the table (avx512), worst at d = FS_EXP_WORST_F32_TABLE;
-//             1.9777 ULP with FMA (avx2, neon: the degree-5 polynomial),
-//             worst at d = FS_EXP_WORST_F32_FMA;
+//             0.9977 ULP with the 16-entry table (avx512), worst at
+//             d = FS_EXP_WORST_F32_TABLE;
+//             1.1474 ULP with the 8-entry table (avx2), worst at
+//             d = FS_EXP_WORST_F32_TABLE8;
+//             1.9777 ULP with FMA and no table (neon: the degree-5
+//             polynomial), worst at d = FS_EXP_WORST_F32_FMA;
 //             1.1764 ULP without FMA (sse2), worst at d = FS_EXP_WORST_F32.
 //           double, 1.6e7 random points of [-746, 0] and [-1, 0] against a
 //             long double reference: at most 0.945 ULP with FMA (worst seen
@@ -25,9 +28,10 @@
 //   cost    float: 3 FMAs for the reduction, 5 for the polynomial (6
 //           without FMA), then
 //           2^n as an integer add to the exponent (with kSubnormal, five
-//           more operations and the clamp); on avx512 the table's cubic and its
-//           product take 4, with a permute, and 2^k goes into the table
-//           entry (a shift and an add) before the last FMA; double: 3 and 11.
+//           more operations and the clamp); with a table (avx512, avx2) the
+//           cubic and its product take 4, with a permute, and 2^k goes into
+//           the table entry (a shift and an add) before the last FMA;
+//           double: 3 and 11.
 #pragma once
 
 #include <array>
@@ -41,6 +45,7 @@
 
 // The measured worst inputs of the contract above.
 #define FS_EXP_WORST_F32_TABLE "-0x1.9ead96p+5 (-51.83480)"
+#define FS_EXP_WORST_F32_TABLE8 "-0x1.5e4d2ep+4 (-21.89384)"
 #define FS_EXP_WORST_F32_FMA "-0x1.df8450p+4 (-29.96980)"
 #define FS_EXP_WORST_F32 "-0x1.1c2ea0p+6 (-71.04553)"
 #define FS_EXP_WORST_F64_FMA "-0x1.0df72d4060cb1p+8 (-269.9655342327415)"
@@ -119,11 +124,15 @@ struct ExpVectors {
 // they pushed the row passes' four accumulators to the stack, a store and a
 // reload in every iteration. The empty asm hides where the pointer points, so the loads cannot be
 // hoisted out of the loop.
-template <class T>
-FS_INLINE const typename Simd<T>::Real* exp_vectors() {
-    const typename Simd<T>::Real* values = ExpVectors<T>::values.data();
+template <class R>
+FS_INLINE const R* held_in_memory(const R* values) {
     if constexpr (kVectorRegisters <= 16) __asm__("" : "+r"(values));
     return values;
+}
+
+template <class T>
+FS_INLINE const typename Simd<T>::Real* exp_vectors() {
+    return held_in_memory(ExpVectors<T>::values.data());
 }
 
 // v 2^-kTinyShift rounded once, for v >= 0 and normal (what the careful form
@@ -165,48 +174,81 @@ FS_INLINE typename Simd<T>::Real descale_tiny(typename Simd<T>::Real v) {
                                                         value, _mm512_set1_pd(down)));
     }
 #else
-    // Without masks the normal lanes come from the exponent field (the
-    // polynomial form's NaN never reaches here: its rows go to the special path).
+    // Without masks the normal lanes come from the exponent field, which
+    // would turn a NaN into a number: the table form's NaN (it keeps NaN,
+    // kExpKeepsNaN) is passed on apart; the polynomial form's never reaches
+    // here (its rows go to the special path).
     const I shift_bits = broadcast<I>(Int(kTinyShift) << C::mantissa_bits);
     const R normal = __builtin_bit_cast(R, __builtin_bit_cast(I, v) - shift_bits);
-    return v < edge ? tiny : normal;
+    const R value = v < edge ? tiny : normal;
+    if constexpr (kTableEntries > 0 && sizeof(T) == 4) return v == v ? value : v;
+    return value;
 #endif
 }
 
-// float exp through a table of 2^(j/N), N = kTableEntries (16: AVX-512, one
-// permute): d = (N k + j) ln2/N + r, |r| <= ln2/(2N), exp(d) = 2^k 2^(j/N)
-// (1 + r + c2 r^2 + c3 r^3). The cubic (our minimax fit, relative error
-// 1.7e-9) needs three FMA-pipe operations where the table-free polynomial
-// needs six, and the exp pass is bound by those pipes: 7 such operations a
-// vector instead of 9. The index is the low bits of t. (With AVX2's 8-entry permute the cubic reached 1.16 ULP and the pass
-// ran no faster than the polynomial: AVX2 keeps the polynomial.)
+// float exp through a table of 2^(j/N), N = kTableEntries (16: AVX-512, 8:
+// AVX2; one permute): d = (N k + j) ln2/N + r, |r| <= ln2/(2N), exp(d) = 2^k
+// 2^(j/N) (1 + r + c2 r^2 + c3 r^3), c2 and c3 our minimax fits (relative
+// error 1.7e-9 with 16 entries, 2.6e-8 with 8). The cubic needs three
+// FMA-pipe operations where the table-free polynomial needs five or six:
+// 7 such operations a vector in all instead of 8, and a dependency chain
+// shorter by a third, which is what the exp pass waits on where the FMA
+// pipes are not full. The index is the low bits of t.
 template <int N>
 struct ExpTable;
+
+// powers[j] with j << (23 - shift) taken from its bits: adding t << (23 -
+// shift) (the whole index N k + j, from the low bits of t) then adds k << 23,
+// so one shift and an add give 2^k 2^(j/N) (see exp_table_block).
+template <std::size_t N>
+constexpr std::array<float, N> offset_table(const float (&powers)[N], int shift) {
+    std::array<float, N> entries{};
+    for (std::size_t j = 0; j < N; ++j) {
+        entries[j] = std::bit_cast<float>(std::bit_cast<int32_t>(powers[j]) -
+                                          (int32_t(j) << (23 - shift)));
+    }
+    return entries;
+}
 
 template <>
 struct ExpTable<16> {
     static constexpr float scaled_log2e = 0x1.715476p+4f;  // 16 / ln2
     static constexpr float c2 = 0x1.00022ap-1f, c3 = 0x1.555648p-3f;
     static constexpr int shift = 4;
-    alignas(64) static constexpr float powers[16] = {
+    static constexpr float powers[16] = {
         0x1.000000p+0f, 0x1.0b5586p+0f, 0x1.172b84p+0f, 0x1.2387a6p+0f,
         0x1.306fe0p+0f, 0x1.3dea64p+0f, 0x1.4bfdaep+0f, 0x1.5ab07ep+0f,
         0x1.6a09e6p+0f, 0x1.7a1148p+0f, 0x1.8ace54p+0f, 0x1.9c4918p+0f,
         0x1.ae89fap+0f, 0x1.c199bep+0f, 0x1.d5818ep+0f, 0x1.ea4afap+0f};
-    // powers[j] with j << 19 taken from its bits: adding t << 19 (the whole
-    // index N k + j, from the low bits of t) then adds k << 23, so one shift
-    // and an add give 2^k 2^(j/N) (see exp_table_block).
-    static constexpr auto scaled_powers = [] {
-        std::array<float, 16> entries{};
-        for (int j = 0; j < 16; ++j) {
-            entries[j] = std::bit_cast<float>(std::bit_cast<int32_t>(powers[j]) - (j << 19));
-        }
-        return entries;
-    }();
-    alignas(64) static constexpr std::array<float, 16> offset_powers = scaled_powers;
+    alignas(64) static constexpr std::array<float, 16> offset_powers = offset_table(powers, shift);
 };
 
-#if defined(__AVX512F__)
+template <>
+struct ExpTable<8> {
+    static constexpr float scaled_log2e = 0x1.715476p+3f;  // 8 / ln2
+    static constexpr float c2 = 0x1.000878p-1f, c3 = 0x1.555658p-3f;
+    static constexpr int shift = 3;
+    static constexpr float powers[8] = {0x1.000000p+0f, 0x1.172b84p+0f, 0x1.306fe0p+0f,
+                                        0x1.4bfdaep+0f, 0x1.6a09e6p+0f, 0x1.8ace54p+0f,
+                                        0x1.ae89fap+0f, 0x1.d5818ep+0f};
+    alignas(32) static constexpr std::array<float, 8> offset_powers = offset_table(powers, shift);
+};
+
+// The constants exp_table_block reads, as whole vectors (exp_vectors):
+// N / ln2, the shifter, ln2_high / N and ln2_low / N (exact: N is a power of
+// two), then c3, c2 and 1.
+template <int N>
+struct ExpTableVectors {
+    using E = ExpVectors<float>;
+    using C = ExpConstants<float>;
+    using Table = ExpTable<N>;
+    alignas(kVectorBytes) static constexpr std::array<typename E::R, 7> values = {
+        E::one(Table::scaled_log2e), E::one(C::shifter), E::one(C::ln2_high / N),
+        E::one(C::ln2_low / N),      E::one(Table::c3),  E::one(Table::c2),
+        E::one(1.0f)};
+};
+
+#if defined(__AVX2__)
 template <bool kSubnormal, int K>
 FS_INLINE void exp_table_block(typename Simd<float>::Real (&v)[K]) {
     using S = Simd<float>;
@@ -214,18 +256,17 @@ FS_INLINE void exp_table_block(typename Simd<float>::Real (&v)[K]) {
     using I = typename S::Ints;
     using C = ExpConstants<float>;
     using Table = ExpTable<kTableEntries>;
-    constexpr float ln2_high = C::ln2_high / kTableEntries;  // exact: a power of two
-    constexpr float ln2_low = C::ln2_low / kTableEntries;
+    const R* c = held_in_memory(ExpTableVectors<kTableEntries>::values.data());
     R t[K], m[K], r[K], q[K];
     if constexpr (kSubnormal) {
         FS_EACH(k) v[k] = v[k] < C::clamp ? broadcast<R>(C::clamp) : v[k];
     }
-    FS_EACH(k) t[k] = v[k] * Table::scaled_log2e + C::shifter;  // N k + j in the low bits
-    FS_EACH(k) m[k] = t[k] - C::shifter;
-    FS_EACH(k) r[k] = v[k] - m[k] * ln2_high;
-    FS_EACH(k) r[k] = r[k] - m[k] * ln2_low;
-    FS_EACH(k) q[k] = r[k] * Table::c3 + Table::c2;
-    FS_EACH(k) q[k] = q[k] * r[k] + 1.0f;
+    FS_EACH(k) t[k] = v[k] * c[0] + c[1];  // N k + j in the low bits
+    FS_EACH(k) m[k] = t[k] - c[1];
+    FS_EACH(k) r[k] = v[k] - m[k] * c[2];
+    FS_EACH(k) r[k] = r[k] - m[k] * c[3];
+    FS_EACH(k) q[k] = r[k] * c[4] + c[5];
+    FS_EACH(k) q[k] = q[k] * r[k] + c[6];
     FS_EACH(k) q[k] = q[k] * r[k];  // exp(r) - 1
     if constexpr (!kSubnormal) {
         // Every result normal: 2^k 2^(j/N) is exact, and scaling by 2^k
@@ -252,10 +293,11 @@ FS_INLINE void exp_table_block(typename Simd<float>::Real (&v)[K]) {
 #endif
 
 // exp_nonpositive_block gives NaN for a NaN on every input, whatever its
-// payload: the table form ends in an FMA of the NaN (its careful form: a
-// multiply masked to the lanes that are not tiny, NaN's among them). (Both
-// polynomial forms add n to the exponent field as an integer, which can turn
-// a NaN into a number.)
+// payload: the table form ends in an FMA of the NaN, and its careful form's
+// descale_tiny passes NaN lanes on (AVX-512: a multiply masked to the lanes
+// that are not tiny; AVX2: NaN lanes picked apart). (Both polynomial forms
+// add n to the exponent field as an integer, which can turn a NaN into a
+// number.)
 template <class T>
 constexpr bool kExpKeepsNaN = kTableEntries > 0 && sizeof(T) == 4;
 
@@ -263,7 +305,7 @@ constexpr bool kExpKeepsNaN = kTableEntries > 0 && sizeof(T) == 4;
 // (no result is subnormal or zero), so the clamp and descale_tiny go.
 template <class T, bool kSubnormal, int K>
 FS_INLINE void exp_nonpositive_block(typename Simd<T>::Real (&v)[K]) {
-#if defined(__AVX512F__)
+#if defined(__AVX2__)
     if constexpr (sizeof(T) == 4) {
         exp_table_block<kSubnormal, K>(v);
         return;

@@ -25,13 +25,14 @@
 FS_LEVEL_BEGIN
 
 // Where softmax rows go online by default. The online softmax saves a read
-// and a write of y but takes a second exp an element: with the table exp
-// (AVX-512 float) that pays from rows that leave L2, as log_softmax's does;
-// with the polynomial, the three passes stayed ahead for every row measured
-// up to 32 MB (csrc/README.md, "Rows beyond the cache"). AVX-512's float64
-// rows, whose exp is the polynomial, keep 512 KiB: not measured apart.
-constexpr int64_t kSoftmaxOnlineRowBytes = kTableEntries > 0 ? kOnlineRowBytes : int64_t(32) << 20;
-
+// and a write of y but takes a second exp an element: with AVX-512's exp
+// (the 16-entry table, 512-bit vectors) that pays from rows that leave L2,
+// as log_softmax's does; on the other levels (AVX2's 8-entry table, the
+// polynomial of SSE2 and NEON) the three passes stayed ahead for every row
+// measured up to 32 MB (csrc/README.md, "Rows beyond the cache"). AVX-512's
+// float64 rows, whose exp is the polynomial, keep 512 KiB: not measured apart.
+constexpr int64_t kSoftmaxOnlineRowBytes =
+    kTableEntries == 16 ? kOnlineRowBytes : int64_t(32) << 20;
 template <class T>
 bool online_sized(int64_t n, RowWork work) {
     return takes_online_path(n * int64_t(sizeof(T)), work, kSoftmaxOnlineRowBytes);

@@ -82,11 +82,13 @@ constexpr int64_t kRegisterBytes = 16;
 #endif
 
 // Entries of exp's 2^(j/N) table (exp.h), which one permute indexes: 16
-// with AVX-512. AVX2's permute takes 8, and the 8-entry form (a worse cubic,
-// 1.16 ULP) measured no faster than the table-free polynomial there, so
-// other levels have none (0).
+// with AVX-512, 8 with AVX2 (vpermps). SSE2 has no lane permute and NEON's
+// table lookup takes bytes: those levels have none (0) and keep the
+// table-free polynomial.
 #if defined(__AVX512F__)
 constexpr int kTableEntries = 16;
+#elif defined(__AVX2__)
+constexpr int kTableEntries = 8;
 #else
 constexpr int kTableEntries = 0;
 #endif
@@ -177,22 +179,32 @@ FS_INLINE typename Simd<T>::Real load_first(const T* p, int64_t count) {
     return v;
 }
 
-#if defined(__AVX512F__)
-// Lane i: table[index[i] mod 16], float lanes and int32 indices (the permute
-// reads only the low bits of an index), a register at a time.
+#if defined(__AVX2__)
+// Lane i: table[index[i] mod kTableEntries], float lanes and int32 indices
+// (the permute reads only the low bits of an index), a register at a time.
 template <class R, class I>
 FS_INLINE R lookup(const float* table, I index) {
-    static_assert(sizeof(R) == sizeof(I) && sizeof(R) % 64 == 0);
+    static_assert(sizeof(R) == sizeof(I) && sizeof(R) % kRegisterBytes == 0);
     R result;
+#if defined(__AVX512F__)
     const __m512 entries = _mm512_loadu_ps(table);
-    for (std::size_t k = 0; k < sizeof(R); k += 64) {
+#else
+    const __m256 entries = _mm256_loadu_ps(table);
+#endif
+    for (std::size_t k = 0; k < sizeof(R); k += kRegisterBytes) {
+#if defined(__AVX512F__)
         __m512i piece_index;
         std::memcpy(&piece_index, reinterpret_cast<const char*>(&index) + k, 64);
         // (the masked form: the plain one's undefined source trips GCC 12's
         // -Wuninitialized; an all-ones mask compiles to the same vpermps)
         const __m512 piece = _mm512_mask_permutexvar_ps(entries, __mmask16(0xffff), piece_index,
                                                         entries);
-        std::memcpy(reinterpret_cast<char*>(&result) + k, &piece, 64);
+#else
+        __m256i piece_index;
+        std::memcpy(&piece_index, reinterpret_cast<const char*>(&index) + k, 32);
+        const __m256 piece = _mm256_permutevar8x32_ps(entries, piece_index);
+#endif
+        std::memcpy(reinterpret_cast<char*>(&result) + k, &piece, kRegisterBytes);
     }
     return result;
 }
