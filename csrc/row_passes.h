@@ -234,6 +234,11 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
     RowTotals<T> totals;
     AtMaxCount<T> at_count{};
+    // A chunk's partial sum goes into the totals at the end of the next
+    // chunk, when its last exps are long done: added at once, the widening
+    // and the adds waited on them and held the scheduler's entries. Same
+    // order, same bits.
+    Real previous{};
     for (int64_t start = 0; start < n; start += kChunk<T>) {
         const int64_t stop = start + kChunk<T> < n ? start + kChunk<T> : n;
         Real acc[4] = {};
@@ -337,8 +342,10 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
                 }
             }
         }
-        totals.add((acc[0] + acc[1]) + (acc[2] + acc[3]));
+        if (start != 0) totals.add(previous);
+        previous = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     }
+    totals.add(previous);
     const double below = totals.total();
     return {below, kSplit ? total_count(at_count) : 0.0};
 }
