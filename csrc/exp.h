@@ -57,9 +57,10 @@ FS_LEVEL_BEGIN
 // through the exponent bits. The shifter is 1.5 * 2^m (m mantissa bits): adding it
 // rounds d / ln2 to an integer and leaves n, in two's complement, in the low
 // bits of t, so n shifted into the exponent field is one shift. ln2 is split in a high part with few bits, so n * ln2_high is
-// exact. q: double, degree 9 (a Chebyshev fit). float with FMA: degree 5
-// in r with the linear term fitted too (1 + r c1 + ... + r^5 c5, a minimax
-// fit), inside the 2 ULP contract above for one FMA a vector less. Without
+// exact. q: double, degree 9 (a Chebyshev fit). float with FMA and no table
+// (NEON; the table levels use exp_table_block): degree 5 in r with the linear
+// term fitted too (1 + r c1 + ... + r^5 c5, a minimax fit), inside the 2 ULP
+// contract above for one FMA a vector less. Without
 // FMA each step rounds twice and degree 5 goes over 2 ULP, so those levels
 // keep degree 6 (1 + r + r^2 q(r), q of degree 4). The fits: csrc/README.md.
 template <class T>
@@ -248,7 +249,7 @@ struct ExpTableVectors {
         E::one(1.0f)};
 };
 
-#if defined(__AVX2__)
+#if FS_TABLE_ENTRIES > 0
 template <bool kSubnormal, int K>
 FS_INLINE void exp_table_block(typename Simd<float>::Real (&v)[K]) {
     using S = Simd<float>;
@@ -305,7 +306,7 @@ constexpr bool kExpKeepsNaN = kTableEntries > 0 && sizeof(T) == 4;
 // (no result is subnormal or zero), so the clamp and descale_tiny go.
 template <class T, bool kSubnormal, int K>
 FS_INLINE void exp_nonpositive_block(typename Simd<T>::Real (&v)[K]) {
-#if defined(__AVX2__)
+#if FS_TABLE_ENTRIES > 0
     if constexpr (sizeof(T) == 4) {
         exp_table_block<kSubnormal, K>(v);
         return;

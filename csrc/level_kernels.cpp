@@ -33,6 +33,7 @@ FS_LEVEL_BEGIN
 // float64 rows, whose exp is the polynomial, keep 512 KiB: not measured apart.
 constexpr int64_t kSoftmaxOnlineRowBytes =
     kTableEntries == 16 ? kOnlineRowBytes : int64_t(32) << 20;
+
 template <class T>
 bool online_sized(int64_t n, RowWork work) {
     return takes_online_path(n * int64_t(sizeof(T)), work, kSoftmaxOnlineRowBytes);

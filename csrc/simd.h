@@ -85,13 +85,16 @@ constexpr int64_t kRegisterBytes = 16;
 // with AVX-512, 8 with AVX2 (vpermps). SSE2 has no lane permute and NEON's
 // table lookup takes bytes: those levels have none (0) and keep the
 // table-free polynomial.
-#if defined(__AVX512F__)
-constexpr int kTableEntries = 16;
-#elif defined(__AVX2__)
-constexpr int kTableEntries = 8;
+// By the level's width, not only the flags: built with a user's -march that
+// enables AVX2, the 16-byte SSE2 level has no 32-byte permute to use.
+#if defined(__AVX512F__) && FASTSOFTMAX_VECTOR_BYTES >= 64
+#define FS_TABLE_ENTRIES 16
+#elif defined(__AVX2__) && FASTSOFTMAX_VECTOR_BYTES >= 32
+#define FS_TABLE_ENTRIES 8
 #else
-constexpr int kTableEntries = 0;
+#define FS_TABLE_ENTRIES 0
 #endif
+constexpr int kTableEntries = FS_TABLE_ENTRIES;
 
 // Vector types of one level: Real holds `lanes` values, Ints the same-width
 // integers (comparison results, exponent bits), Bytes one mask byte a lane,
@@ -179,32 +182,34 @@ FS_INLINE typename Simd<T>::Real load_first(const T* p, int64_t count) {
     return v;
 }
 
-#if defined(__AVX2__)
+#if FS_TABLE_ENTRIES > 0
 // Lane i: table[index[i] mod kTableEntries], float lanes and int32 indices
-// (the permute reads only the low bits of an index), a register at a time.
+// (the permute reads only the low bits of an index), a permute's width
+// (kTableEntries floats) at a time.
 template <class R, class I>
 FS_INLINE R lookup(const float* table, I index) {
-    static_assert(sizeof(R) == sizeof(I) && sizeof(R) % kRegisterBytes == 0);
+    constexpr std::size_t kPiece = kTableEntries * sizeof(float);
+    static_assert(sizeof(R) == sizeof(I) && sizeof(R) % kPiece == 0);
     R result;
-#if defined(__AVX512F__)
+#if FS_TABLE_ENTRIES == 16
     const __m512 entries = _mm512_loadu_ps(table);
 #else
     const __m256 entries = _mm256_loadu_ps(table);
 #endif
-    for (std::size_t k = 0; k < sizeof(R); k += kRegisterBytes) {
-#if defined(__AVX512F__)
+    for (std::size_t k = 0; k < sizeof(R); k += kPiece) {
+#if FS_TABLE_ENTRIES == 16
         __m512i piece_index;
-        std::memcpy(&piece_index, reinterpret_cast<const char*>(&index) + k, 64);
+        std::memcpy(&piece_index, reinterpret_cast<const char*>(&index) + k, kPiece);
         // (the masked form: the plain one's undefined source trips GCC 12's
         // -Wuninitialized; an all-ones mask compiles to the same vpermps)
         const __m512 piece = _mm512_mask_permutexvar_ps(entries, __mmask16(0xffff), piece_index,
                                                         entries);
 #else
         __m256i piece_index;
-        std::memcpy(&piece_index, reinterpret_cast<const char*>(&index) + k, 32);
+        std::memcpy(&piece_index, reinterpret_cast<const char*>(&index) + k, kPiece);
         const __m256 piece = _mm256_permutevar8x32_ps(entries, piece_index);
 #endif
-        std::memcpy(reinterpret_cast<char*>(&result) + k, &piece, kRegisterBytes);
+        std::memcpy(reinterpret_cast<char*>(&result) + k, &piece, kPiece);
     }
     return result;
 }

@@ -89,6 +89,26 @@ def test_edges(level, dtype):
     assert got[0] == 1 and got[1] == 1 and got[2] == 0 and got[3] == 0 and got[4] == 1
 
 
+def test_table_levels_keep_nan(level):
+    """The table form keeps NaN (csrc/exp.h, kExpKeepsNaN: the row scans skip
+    their NaN flag on these levels), whatever its sign and payload, beside
+    ordinary and tiny arguments in the same vector."""
+    if level.simd_level() not in TABLE_LEVELS:
+        pytest.skip("the polynomial forms may turn a NaN into a number")
+    bits = np.array(
+        [0x7FC00000, 0xFFC00000, 0x7F800001, 0xFF800001, 0x7FBFFFFF, 0x7FC00FFF, 0x7FFFFFFF],
+        dtype=np.uint32,
+    )
+    nans = bits.view(np.float32)
+    for neighbour in (np.float32(-1.5), np.float32(-100.0)):  # the fast and the careful form
+        d = np.tile(np.array([neighbour] * 3 + [np.nan], dtype=np.float32), 8)
+        d[3::4] = np.resize(nans, d[3::4].size)
+        got = level.exp_nonpositive(d)
+        assert np.isnan(got[3::4]).all(), got[3::4]
+        exact = np.exp(d[0::4].astype(np.float64))
+        assert ulp_error(got[0::4], exact, np.float32).max() <= ulp_bound(level), got[0::4]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_every_length(level, dtype):
     """Tails of every length give the same values as the vector body."""
