@@ -136,6 +136,15 @@ FS_INLINE const typename Simd<T>::Real* exp_vectors() {
     return held_in_memory(ExpVectors<T>::values.data());
 }
 
+// exp_nonpositive_block gives NaN for a NaN on every input, whatever its
+// payload: the table form ends in an FMA of the NaN, and its careful form's
+// descale_tiny passes NaN lanes on (AVX-512: a multiply masked to the lanes
+// that are not tiny; AVX2: NaN lanes picked apart). (Both polynomial forms
+// add n to the exponent field as an integer, which can turn a NaN into a
+// number.)
+template <class T>
+constexpr bool kExpKeepsNaN = kTableEntries > 0 && sizeof(T) == 4;
+
 // v 2^-kTinyShift rounded once, for v >= 0 and normal (what the careful form
 // builds for every d the clamp leaves), or NaN. The exp's careful form scales its
 // result by 2^kTinyShift more than it should, so that every value it builds
@@ -182,7 +191,7 @@ FS_INLINE typename Simd<T>::Real descale_tiny(typename Simd<T>::Real v) {
     const I shift_bits = broadcast<I>(Int(kTinyShift) << C::mantissa_bits);
     const R normal = __builtin_bit_cast(R, __builtin_bit_cast(I, v) - shift_bits);
     const R value = v < edge ? tiny : normal;
-    if constexpr (kTableEntries > 0 && sizeof(T) == 4) return v == v ? value : v;
+    if constexpr (kExpKeepsNaN<T>) return v == v ? value : v;
     return value;
 #endif
 }
@@ -292,15 +301,6 @@ FS_INLINE void exp_table_block(typename Simd<float>::Real (&v)[K]) {
     }
 }
 #endif
-
-// exp_nonpositive_block gives NaN for a NaN on every input, whatever its
-// payload: the table form ends in an FMA of the NaN, and its careful form's
-// descale_tiny passes NaN lanes on (AVX-512: a multiply masked to the lanes
-// that are not tiny; AVX2: NaN lanes picked apart). (Both polynomial forms
-// add n to the exponent field as an integer, which can turn a NaN into a
-// number.)
-template <class T>
-constexpr bool kExpKeepsNaN = kTableEntries > 0 && sizeof(T) == 4;
 
 // kSubnormal = false: the caller knows every d is above normal_exp_limit<T>
 // (no result is subnormal or zero), so the clamp and descale_tiny go.

@@ -145,7 +145,19 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
                     add_exp<kSplit>(acc[k < blocked ? k % 4 : k < full ? 0 : 1], at_count, dg[k],
                                     eg[k]);
                 }
-                totals[g] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+                // (acc[0] + acc[1]) + (acc[2] + acc[3]) without the accumulators
+                // that took nothing: an add of +0 to a sum of exps changes no
+                // bit, and it is a latency on the row's chain.
+                constexpr bool kTook[4] = {full > 0, blocked > 1 || full < M, blocked > 2,
+                                           blocked > 3};
+                const auto pair = [&](int a, int b) FS_INLINE_LAMBDA {
+                    return kTook[a] && kTook[b] ? acc[a] + acc[b] : kTook[b] ? acc[b] : acc[a];
+                };
+                if constexpr (kTook[2] || kTook[3]) {
+                    totals[g] = pair(0, 1) + pair(2, 3);
+                } else {
+                    totals[g] = pair(0, 1);
+                }
                 at_counts[g] = at_count;
             }
         };
