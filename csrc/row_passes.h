@@ -342,10 +342,18 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
                 }
             }
         }
-        if (start != 0) totals.add(previous);
+        if (start == kChunk<T>) {
+            totals.first(previous);
+        } else if (start != 0) {
+            totals.add(previous);
+        }
         previous = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     }
-    totals.add(previous);
+    if (n <= kChunk<T>) {
+        totals.first(previous);
+    } else {
+        totals.add(previous);
+    }
     const double below = totals.total();
     return {below, kSplit ? total_count(at_count) : 0.0};
 }

@@ -132,6 +132,15 @@ struct RowTotals {
             compensation = lane.compensation;
         }
     }
+    // add() to totals that are still 0: float sums of exps are +0 or more
+    // (or NaN), and 0 + v is v, so this is the same bits without the adds.
+    FS_INLINE void first(const Real& partial) {
+        if constexpr (kFloat) {
+            widen_halves(partial, sum[0], sum[1]);
+        } else {
+            add(partial);
+        }
+    }
     FS_INLINE double total() const {
         if constexpr (kFloat) {
             return lanes_sum(sum[0] + sum[1]);
