@@ -115,6 +115,10 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
     // Its in-loop logs are turned off through the pointer, not a new branch:
     // a test in the loop changed how the other rows' exp loop was compiled.
     const bool late_logs = kStore == Stored::centred && rows == kGroupRows;
+    // logsumexp's float rows close their sums one row late (OpenSums): short
+    // rows ran faster so; softmax and log_softmax rows, whose exp loops also
+    // store, ran slower (csrc/README.md).
+    constexpr bool kCloseLate = sizeof(T) == 4 && kStore == Stored::nothing;
     double* const quad_logs = late_logs ? nullptr : log_sum;
     with_exp_flags(subnormal, scale != T(1), [&](auto sub, auto scaled) {
         constexpr bool kSubnormal = decltype(sub)::value, kScaled = decltype(scaled)::value;
@@ -134,8 +138,9 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
                 if constexpr (sizeof(T) == 4) {
                     const auto with_n = [&](int64_t count) FS_INLINE_LAMBDA {
                         return exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, false,
-                                             kCarried>(row_x, row_y, nullptr, count,
-                                                       pending[r].max, scale, other, next);
+                                             kCarried, kCloseLate>(row_x, row_y, nullptr, count,
+                                                                   pending[r].max, scale, other,
+                                                                   next);
                     };
                     // Rows of exactly two or four blocks of four vectors (128 or
                     // 256 floats with AVX-512) with a constant length: the block
@@ -153,17 +158,41 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
                         row_x, row_y, nullptr, n, pending[r].max, scale, other, next);
                 }
             };
-            pending[r].sums = carries ? pass(std::true_type{}) : pass(std::false_type{});
+            const auto sums = carries ? pass(std::true_type{}) : pass(std::false_type{});
             if (carries) carried[r].y = nullptr;
+            return sums;
+        };
+        OpenSums<T, kSplit> held_sums{};  // kCloseLate: row `held`'s, still open
+        int64_t held = -1;
+        const auto close_before = [&](int64_t r) FS_INLINE_LAMBDA {
+            if (kCloseLate && held >= 0 && held < r) {
+                pending[held].sums = held_sums.close();
+                held = -1;
+            }
         };
         for (int64_t r = 0; r < rows; ++r) {
-            if (open[r]) row_pass(r);
+            if (open[r]) {
+                if constexpr (kCloseLate) {
+                    const OpenSums<T, kSplit> sums = row_pass(r);
+                    close_before(r);
+                    held_sums = sums;
+                    held = r;
+                } else {
+                    pending[r].sums = row_pass(r);
+                }
+            }
             // The logs of every four rows as soon as their sums are in (unless
             // late_logs): the next rows' exp passes then run beside the log's chain.
-            if (kSplit && quad_logs != nullptr && r % kLogLanes == kLogLanes - 1) {
-                const int64_t first = r - (kLogLanes - 1);
+            if (kSplit && quad_logs != nullptr && r % kLogLanes == 0 && r > 0) {
+                close_before(r);
+                const int64_t first = r - kLogLanes;
                 log_sums_of(pending + first, open + first, kLogLanes, quad_logs + first);
             }
+        }
+        close_before(rows);
+        if (kSplit && quad_logs != nullptr && rows % kLogLanes == 0) {
+            const int64_t first = rows - kLogLanes;
+            log_sums_of(pending + first, open + first, kLogLanes, quad_logs + first);
         }
     });
     if (kSplit && log_sum != nullptr && late_logs) {

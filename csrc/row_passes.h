@@ -224,9 +224,31 @@ struct CarriedRow {
     T by = T(0);
 };
 
+// A row's exp sums as its exp pass leaves them, the last chunk's partial sum
+// not yet in the totals; close() gives the row's SplitSum. A group of
+// logsumexp rows closes a row's sums after the next row's exp pass
+// (group_exp_sums), when the row's last exps are long done: closed at once,
+// the widening, the adds and the lane total wait on them at the row's end.
+template <class T, bool kSplit>
+struct OpenSums {
+    RowTotals<T> totals;
+    typename Simd<T>::Real last;  // the last chunk's partial sum
+    AtMaxCount<T> at_count;
+    bool one_chunk;  // last is the row's only chunk: it opens the totals
+    FS_INLINE SplitSum close() {
+        if (one_chunk) {
+            totals.first(last);
+        } else {
+            totals.add(last);
+        }
+        return {totals.total(), kSplit ? total_count(at_count) : 0.0};
+    }
+};
+
+// kOpen: the sums are returned open (OpenSums), else closed (SplitSum).
 template <class T, bool kSubnormal, bool kScaled, Stored kStore, bool kSplit, bool kMasked,
-          LastPass kCarried = LastPass::none>
-FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale,
+          LastPass kCarried = LastPass::none, bool kOpen = false>
+FS_INLINE std::conditional_t<kOpen, OpenSums<T, kSplit>, SplitSum> exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale,
                                  CarriedRow<T> other = {}, RowAhead<T> ahead = {}) {
     using S = Simd<T>;
     using Real = typename S::Real;
@@ -349,13 +371,12 @@ FS_INLINE SplitSum exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t 
         }
         previous = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     }
-    if (n <= kChunk<T>) {
-        totals.first(previous);
+    OpenSums<T, kSplit> sums{totals, previous, at_count, n <= kChunk<T>};
+    if constexpr (kOpen) {
+        return sums;
     } else {
-        totals.add(previous);
+        return sums.close();
     }
-    const double below = totals.total();
-    return {below, kSplit ? total_count(at_count) : 0.0};
 }
 
 // One exp pass loop as a function of its own (inlined beside the masked
