@@ -53,7 +53,7 @@ struct PendingLogs {
 // (log_softmax, logsumexp), the group's logs are left to the caller: its
 // split sums and maxima go there, and log_softmax stores d (rounded, as
 // log_softmax_of) for finish_log_softmax_rows.
-template <class T, int M, int G, ShortOp kOp>
+template <class T, int M, int G, ShortOp kOp, bool kFull>
 bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
                 double temperature, T* logsumexp, int64_t ls_step,
                 PendingLogs<G>* pending = nullptr) {
@@ -63,7 +63,9 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t n,
     constexpr int64_t L = S::lanes;
     constexpr int K = M * G;  // vector k of row g is v[g * M + k]
     constexpr T inf = std::numeric_limits<T>::infinity();
-    const int64_t tail = n - (M - 1) * L;  // elements in a row's last vector: 1 .. L
+    // Elements in a row's last vector: 1 .. L (kFull: L, and `live` every lane,
+    // known to the compiler).
+    const int64_t tail = kFull ? L : n - (M - 1) * L;
     const auto live = lane_indices<Ints>() < typename S::Int(tail);
     const auto last = [](int q) { return q % M == M - 1; };
     Real v[K];
@@ -250,7 +252,7 @@ FS_INLINE void subtract_short_row(T* y, int64_t n, T log_sum) {
 
 // Rows of M <= kShortRowVectors vectors, `rows` of them, a group at a time;
 // a group holding a special or wide row goes row by row through `general`.
-template <ShortOp kOp, int M, class T, class General>
+template <ShortOp kOp, int M, bool kFull, class T, class General>
 void short_rows_of(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows, int64_t n,
                    double temperature, T* logsumexp, int64_t ls_step, const General& general) {
     // Rows per group, the fastest measured: more rows than that run out of
@@ -278,7 +280,7 @@ void short_rows_of(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t
             bool done[2];
             for (int h = 0; h < 2; ++h) {
                 const int64_t first = r + h * G;
-                done[h] = short_rows<T, M, G, kOp>(x + first * x_stride, x_stride,
+                done[h] = short_rows<T, M, G, kOp, kFull>(x + first * x_stride, x_stride,
                                                    y + first * y_stride, y_stride, n, temperature,
                                                    logsumexp + first * ls_step, ls_step,
                                                    &pending[h]);
@@ -311,13 +313,13 @@ void short_rows_of(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t
         if (prefetch && r + ahead + G <= rows) {
             prefetch_rows(x + (r + ahead) * x_stride, x_stride, G, n);
         }
-        if (!short_rows<T, M, G, kOp>(x + r * x_stride, x_stride, y + r * y_stride, y_stride, n,
+        if (!short_rows<T, M, G, kOp, kFull>(x + r * x_stride, x_stride, y + r * y_stride, y_stride, n,
                                        temperature, logsumexp + r * ls_step, ls_step)) {
             for (int64_t g = r; g < r + G; ++g) general(g);
         }
     }
     for (; r < rows; ++r) {
-        if (!short_rows<T, M, 1, kOp>(x + r * x_stride, x_stride, y + r * y_stride, y_stride, n,
+        if (!short_rows<T, M, 1, kOp, kFull>(x + r * x_stride, x_stride, y + r * y_stride, y_stride, n,
                                        temperature, logsumexp + r * ls_step, ls_step)) {
             general(r);
         }
@@ -331,9 +333,15 @@ bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t ro
     const int64_t vectors = (n + Simd<T>::lanes - 1) / Simd<T>::lanes;
     if (n <= 0 || vectors > kShortRowVectors<kOp>) return false;
     [&]<int... m>(std::integer_sequence<int, m...>) {
+        // Rows whose last vector is full take a kernel compiled for that:
+        // otherwise the lanes of the last vector are picked by blends, on
+        // every chain of the row.
         (void)((vectors == m + 1 &&
-                (short_rows_of<kOp, m + 1>(x, x_stride, y, y_stride, rows, n, temperature,
-                                           logsumexp, ls_step, general),
+                (n == (m + 1) * Simd<T>::lanes
+                     ? short_rows_of<kOp, m + 1, true>(x, x_stride, y, y_stride, rows, n,
+                                                       temperature, logsumexp, ls_step, general)
+                     : short_rows_of<kOp, m + 1, false>(x, x_stride, y, y_stride, rows, n,
+                                                        temperature, logsumexp, ls_step, general),
                  true)) ||
                ...);
     }(std::make_integer_sequence<int, kShortRowVectors<kOp>>{});
