@@ -144,14 +144,11 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
                     };
                     // Rows of exactly two or four blocks of four vectors (128 or
                     // 256 floats with AVX-512) with a constant length: the block
-                    // loop unrolled whole, no chunk loop and no tail. Split sums
-                    // (log_softmax, logsumexp) only: they ran faster so, softmax did not.
-                    if constexpr (kSplit) {
-                        constexpr int64_t kBlock = 4 * Simd<T>::lanes;
-                        static_assert(4 * kBlock == kChunk<T>);  // one chunk: no chunk loop
-                        if (n == 2 * kBlock) return with_n(2 * kBlock);
-                        if (n == 4 * kBlock) return with_n(4 * kBlock);
-                    }
+                    // loop unrolled whole, no chunk loop and no tail.
+                    constexpr int64_t kBlock = 4 * Simd<T>::lanes;
+                    static_assert(4 * kBlock == kChunk<T>);  // one chunk: no chunk loop
+                    if (n == 2 * kBlock) return with_n(2 * kBlock);
+                    if (n == 4 * kBlock) return with_n(4 * kBlock);
                     return with_n(n);
                 } else {  // double rows ran slower with their loop inlined
                     return exp_sums_loop<T, kSubnormal, kScaled, kStore, kSplit, false, kCarried>(
