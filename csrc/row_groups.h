@@ -115,9 +115,9 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
     // Its in-loop logs are turned off through the pointer, not a new branch:
     // a test in the loop changed how the other rows' exp loop was compiled.
     const bool late_logs = kStore == Stored::centred && rows == kGroupRows;
-    // logsumexp's float rows close their sums one row late (OpenSums): short
-    // rows ran faster so; softmax and log_softmax rows, whose exp loops also
-    // store, ran slower (csrc/README.md).
+    // logsumexp's float rows close their sums one row late (OpenSums): groups
+    // of rows of 128 floats ran faster so; softmax and log_softmax rows, whose
+    // exp loops also store, ran slower (csrc/README.md).
     constexpr bool kCloseLate = sizeof(T) == 4 && kStore == Stored::nothing;
     double* const quad_logs = late_logs ? nullptr : log_sum;
     with_exp_flags(subnormal, scale != T(1), [&](auto sub, auto scaled) {
@@ -178,8 +178,9 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
                     pending[r].sums = row_pass(r);
                 }
             }
-            // The logs of every four rows as soon as their sums are in (unless
-            // late_logs): the next rows' exp passes then run beside the log's chain.
+            // The logs of every four rows (unless late_logs) after the next row's
+            // exp pass, the last four after the loop: the next rows' exp passes
+            // then run beside the log's chain.
             if (kSplit && quad_logs != nullptr && r % kLogLanes == 0 && r > 0) {
                 close_before(r);
                 const int64_t first = r - kLogLanes;
