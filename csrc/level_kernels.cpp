@@ -108,12 +108,12 @@ bool prefetches_next(int64_t first, int64_t rows, int64_t total, int64_t n) {
 template <class T>
 void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows,
                        int64_t n, double temperature, RowOp op,
-                       CarriedRow<T> (&carried)[kGroupRows], bool ahead) {
+                       CarriedRow<T> (&carried)[kGroupRows], ScansAhead<T>& scans, bool ahead) {
     PendingRow<T> pending[kGroupRows];
     bool open[kGroupRows];
     const T scale = scale_of<T>(temperature);
     RowScan<T> scan[kGroupRows];
-    for (int64_t r = 0; r < rows; ++r) scan[r] = open_row_scan(x + r * x_stride, n, temperature);
+    scan_group(x, x_stride, rows, n, temperature, scans, scan);
     for (int64_t r = 0; r < rows; ++r) {
         open[r] = open_softmax_row(x + r * x_stride, y + r * y_stride, nullptr, n, temperature,
                                    scale, op, scan[r], pending[r]);
@@ -123,14 +123,14 @@ void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int
     T normalizer[kGroupRows];
     if (op == RowOp::softmax) {
         group_exp_sums<T, Stored::exp, false>(x, x_stride, y, y_stride, rows, n, open, pending,
-                                              carrying, ahead);
+                                              carrying, ahead, &scans);
         for (int64_t r = 0; r < rows; ++r) {
             if (open[r]) normalizer[r] = row_normalizer<T>(pending[r].sums, op);
         }
     } else {
         double log_sum[kGroupRows];
         group_exp_sums<T, Stored::centred, true>(x, x_stride, y, y_stride, rows, n, open,
-                                                 pending, carrying, ahead, log_sum);
+                                                 pending, carrying, ahead, nullptr, log_sum);
         for (int64_t r = 0; r < rows; ++r) normalizer[r] = static_cast<T>(log_sum[r]);
     }
     finish_carried(carried, n, op);
@@ -169,10 +169,11 @@ void softmax_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t 
     if (done) return;
     const int64_t group = group_rows<T>(n, kGroupBytes);
     CarriedRow<T> carried[kGroupRows] = {};
+    ScansAhead<T> scans;
     for (int64_t r = 0; r < rows; r += group) {
         softmax_row_group(x + r * x_stride, x_stride, y + r * y_stride, y_stride,
                           rows - r < group ? rows - r : group, n, temperature, op, carried,
-                          prefetches_next<T>(r, group, rows, n));
+                          scans, prefetches_next<T>(r, group, rows, n));
     }
     finish_carried(carried, n, op);
 }
@@ -192,7 +193,7 @@ void logsumexp_row_group(const T* x, int64_t x_stride, T* out, int64_t out_step,
     }
     double log_sum[kGroupRows];
     group_exp_sums<T, Stored::nothing, true>(x, x_stride, static_cast<T*>(nullptr), 0, rows, n,
-                                             open, pending, nullptr, ahead, log_sum);
+                                             open, pending, nullptr, ahead, nullptr, log_sum);
     for (int64_t r = 0; r < rows; ++r) {
         // logsumexp_of's expression, with the group's logs
         out[r * out_step] = static_cast<T>(

@@ -2,20 +2,48 @@
 // run (softmax_rows): that group's scans then read from cache, not memory.
 // A group's scans are bound by memory and its exp loops by the FMA pipes;
 // without the prefetch the two never overlapped. y is fetched for writing,
-// as the exp pass writes it first.
+// as the exp pass writes it first. softmax's float rows are scanned there
+// instead (kScansAhead, ScanLanes), where the exp keeps NaN.
 #pragma once
 
 #include <cstdint>
+#include <limits>
 
 #include "simd.h"
 
 FS_LEVEL_BEGIN
+
+// The max and min lanes of a row of the next group, scanned by an exp loop
+// of this group (RowAhead::scan): the loop loads that row's x in place of
+// prefetching it, and its max and min ride on the pipes the exp leaves
+// free, where the group's own scan pass cost a load and two operations a
+// vector more.
+template <class T>
+struct ScanLanes {
+    using Real = typename Simd<T>::Real;
+    Real max = broadcast<Real>(-std::numeric_limits<T>::infinity());
+    Real min = broadcast<Real>(std::numeric_limits<T>::infinity());
+    FS_INLINE void add(const Real& v) {
+        max = v > max ? v : max;  // NaN never enters
+        min = v < min ? v : min;
+    }
+};
+
+// Where the exp loops scan the rows ahead instead of prefetching them:
+// softmax's float rows where the exp keeps NaN (their scans need no NaN
+// flag: open_row_scan). log_softmax's loops, which hold more registers, ran
+// slower so.
+template <class T, bool kSoftmax>
+constexpr bool kScansAhead = kTableEntries > 0 && sizeof(T) == 4 && kSoftmax;
 
 template <class T>
 struct RowAhead {
     const T* x = nullptr;
     T* y = nullptr;  // nullptr: nothing is written (logsumexp)
     bool into_l1 = true;
+    // With kScansAhead, where the exp loop leaves the lanes of x's whole
+    // blocks of four vectors.
+    ScanLanes<T>* scan = nullptr;
 };
 
 // A next group of more than this (x and y) goes to L2 only (prefetcht1):
@@ -30,11 +58,17 @@ RowAhead<T> row_ahead(const T* x, T* y, int64_t rows, int64_t n) {
     return {x, y, bytes <= kPrefetchL1Bytes};
 }
 
-// Prefetches the lines of elements [i, i + 4 vectors) of the row ahead.
-template <class T>
-FS_INLINE void prefetch_block(const RowAhead<T>& ahead, int64_t i) {
+// Prefetches the lines of elements [i, i + 4 vectors) of the row ahead, or
+// (kScans) scans them into `lanes`. The loop holds one or the other: with the
+// prefetches compiled in beside the scan, it ran slower.
+template <bool kScans, class T>
+FS_INLINE void prefetch_block(const RowAhead<T>& ahead, int64_t i, ScanLanes<T>& lanes) {
     constexpr int64_t kLine = 64, kBlockBytes = 4 * kVectorBytes;
     if (ahead.x == nullptr) return;
+    if constexpr (kScans) {
+        FS_EACH4(k) lanes.add(load(ahead.x + i + k * Simd<T>::lanes, Simd<T>::lanes, T(0)));
+        return;
+    }
     _Pragma("GCC unroll 8") for (int64_t b = 0; b < kBlockBytes; b += kLine) {
         const char* x = reinterpret_cast<const char*>(ahead.x + i) + b;
         char* y = ahead.y != nullptr ? reinterpret_cast<char*>(ahead.y + i) + b : nullptr;

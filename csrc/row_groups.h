@@ -57,6 +57,26 @@ bool open_softmax_row(const T* x, T* y, const uint8_t* mask, int64_t n, double t
     return open_pending_row(scan, scale, row);
 }
 
+// The scans of the next group's rows that this group's exp loops made
+// (RowAhead::scan, scan_rest): ready[r] where row r's was made.
+template <class T>
+struct ScansAhead {
+    RowScan<T> scan[kGroupRows];
+    bool ready[kGroupRows] = {};
+};
+
+// The scans of a group's rows: those the previous group's exp loops made
+// (taken from `ahead`), the others here.
+template <class T>
+FS_INLINE void scan_group(const T* x, int64_t x_stride, int64_t rows, int64_t n, double temperature,
+                ScansAhead<T>& ahead, RowScan<T>* scan) {
+    for (int64_t r = 0; r < rows; ++r) {
+        scan[r] = open_row_scan(x + r * x_stride, n, temperature,
+                                ahead.ready[r] ? &ahead.scan[r] : nullptr);
+        ahead.ready[r] = false;
+    }
+}
+
 // Pass 2 of softmax (exp stored) and log_softmax (d stored, split sum).
 template <class T>
 SplitSum softmax_exp_sums(const T* x, T* y, const uint8_t* mask, int64_t n,
@@ -98,12 +118,20 @@ void log_sums_of(const PendingRow<T>* pending, const bool* open, int64_t rows, d
 // set, is a row of the previous group (same length) whose last pass rides in
 // row r's exp loop: that pass is bound by loads and stores, the exp loop by
 // the FMA pipes, and they overlap. With `ahead`, the next group (as many
-// rows, the same strides) is prefetched (RowAhead). With log_sum (split
-// sums: log_softmax, logsumexp), log(sum) of each row goes there.
+// rows, the same strides) is prefetched (RowAhead), and with scans_ahead
+// its rows are scanned there instead (where the exp keeps NaN: their scans
+// have no NaN flag), each by the exp loop of the row as far up. With log_sum
+// (split sums: log_softmax, logsumexp), log(sum) of each row goes there.
 template <class T, Stored kStore, bool kSplit>
 void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows,
                     int64_t n, const bool* open, PendingRow<T>* pending,
-                    CarriedRow<T>* carried, bool ahead, double* log_sum = nullptr) {
+                    CarriedRow<T>* carried, bool ahead, ScansAhead<T>* scans_ahead,
+                    double* log_sum = nullptr) {
+    static_assert(!kScansAhead<T, true> || kExpKeepsNaN<T>);
+    constexpr bool kScans = kScansAhead<T, kStore == Stored::exp>;
+    if constexpr (kScans) {
+        if (scans_ahead == nullptr || n < 4 * Simd<T>::lanes) ahead = false;
+    }
     bool subnormal = false;
     T scale = T(1);
     for (int64_t r = 0; r < rows; ++r) {
@@ -128,9 +156,11 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
             const bool carries = carried != nullptr && carried[r].y != nullptr;
             const CarriedRow<T> other = carries ? carried[r] : CarriedRow<T>{};
             RowAhead<T> next{};
+            [[maybe_unused]] std::conditional_t<kScans, ScanLanes<T>, bool> next_lanes{};
             if (ahead) {
                 T* next_y = kStore == Stored::nothing ? nullptr : row_y + rows * y_stride;
                 next = row_ahead(row_x + rows * x_stride, next_y, rows, n);
+                if constexpr (kScans) next.scan = &next_lanes;
             }
             const auto pass = [&](auto carry) FS_INLINE_LAMBDA {
                 constexpr LastPass kCarried =
@@ -138,9 +168,8 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
                 if constexpr (sizeof(T) == 4) {
                     const auto with_n = [&](int64_t count) FS_INLINE_LAMBDA {
                         return exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, false,
-                                             kCarried, kCloseLate>(row_x, row_y, nullptr, count,
-                                                                   pending[r].max, scale, other,
-                                                                   next);
+                                             kCarried, kCloseLate, kScans>(
+                            row_x, row_y, nullptr, count, pending[r].max, scale, other, next);
                     };
                     // Rows of exactly two or four blocks of four vectors (128 or
                     // 256 floats with AVX-512) with a constant length: the block
@@ -157,6 +186,13 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
             };
             const auto sums = carries ? pass(std::true_type{}) : pass(std::false_type{});
             if (carries) carried[r].y = nullptr;
+            if constexpr (kScans) {
+                if (next.x != nullptr) {
+                    const ScanLanes<T> lanes = scan_rest(next_lanes, next.x, n);
+                    scans_ahead->scan[r] = {lanes_max(lanes.max), lanes_min(lanes.min), n, false};
+                    scans_ahead->ready[r] = true;
+                }
+            }
             return sums;
         };
         OpenSums<T, kSplit> held_sums{};  // kCloseLate: row `held`'s, still open

@@ -89,6 +89,23 @@ FS_INLINE RowScan<T> scan_unmasked_row(const T* x, int64_t n) {
     return {lanes_max(max[0]), lanes_min(min[0]), n, lanes_sum(nan[0]) != 0};
 }
 
+// The lanes of an unmasked row of at least four vectors that an exp loop
+// began (ScanLanes: its whole blocks of four vectors), with the vectors after
+// the last whole block added, the partial one read as the last full vector,
+// as scan_unmasked_row reads it. Their max and min are those of
+// scan_unmasked_row<T, false>, but for the sign of a zero max (+0 or -0,
+// whichever the order met first), which softmax's values never show: d is
+// then +-0 for the zeros and exp(+-0) is 1 (log_softmax, whose stored d would
+// show it, scans its rows on their own).
+template <class T>
+FS_INLINE ScanLanes<T> scan_rest(ScanLanes<T> lanes, const T* x, int64_t n) {
+    constexpr int64_t L = Simd<T>::lanes;
+    int64_t i = n - n % (4 * L);
+    for (; i + L <= n; i += L) lanes.add(load(x + i, L, T(0)));
+    if (i < n) lanes.add(load(x + n - L, L, T(0)));
+    return lanes;
+}
+
 template <class T>
 RowScan<T> scan_row(const T* x, const uint8_t* mask, int64_t n) {
     if (mask == nullptr) return scan_unmasked_row(x, n);
@@ -246,8 +263,9 @@ struct OpenSums {
 };
 
 // kOpen: the sums are returned open (OpenSums), else closed (SplitSum).
+// kScanAhead: the row ahead is scanned into ahead.scan, not prefetched.
 template <class T, bool kSubnormal, bool kScaled, Stored kStore, bool kSplit, bool kMasked,
-          LastPass kCarried = LastPass::none, bool kOpen = false>
+          LastPass kCarried = LastPass::none, bool kOpen = false, bool kScanAhead = false>
 FS_INLINE std::conditional_t<kOpen, OpenSums<T, kSplit>, SplitSum> exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale,
                                  CarriedRow<T> other = {}, RowAhead<T> ahead = {}) {
     using S = Simd<T>;
@@ -261,6 +279,7 @@ FS_INLINE std::conditional_t<kOpen, OpenSums<T, kSplit>, SplitSum> exp_sums_impl
     // and the adds waited on them and held the scheduler's entries. Same
     // order, same bits.
     Real previous{};
+    [[maybe_unused]] ScanLanes<T> ahead_lanes;  // ahead.scan's
     for (int64_t start = 0; start < n; start += kChunk<T>) {
         const int64_t stop = start + kChunk<T> < n ? start + kChunk<T> : n;
         Real acc[4] = {};
@@ -289,7 +308,7 @@ FS_INLINE std::conditional_t<kOpen, OpenSums<T, kSplit>, SplitSum> exp_sums_impl
             } else {  // the four exps interleaved
                 constexpr int K = 4;
                 Real d[K], e[K], carried[K];
-                prefetch_block(ahead, i);
+                prefetch_block<kScanAhead>(ahead, i, ahead_lanes);
                 FS_EACH(k) d[k] = centred<kScaled>(load(x + i + k * S::lanes, S::lanes, T(0)),
                                                    held[0], scale);
                 FS_EACH(k) e[k] = d[k];
@@ -370,6 +389,9 @@ FS_INLINE std::conditional_t<kOpen, OpenSums<T, kSplit>, SplitSum> exp_sums_impl
             totals.add(previous);
         }
         previous = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    }
+    if constexpr (kScanAhead) {
+        if (ahead.x != nullptr) *ahead.scan = ahead_lanes;
     }
     OpenSums<T, kSplit> sums{totals, previous, at_count, n <= kChunk<T>};
     if constexpr (kOpen) {
@@ -482,9 +504,10 @@ bool needs_wide(const RowScan<T>& scan, double temperature) {
 // (fill_special_row). Rows the scan finds special or wide are scanned again
 // with the flag, which picks their values.
 template <class T>
-FS_INLINE RowScan<T> open_row_scan(const T* x, int64_t n, double temperature) {
+FS_INLINE RowScan<T> open_row_scan(const T* x, int64_t n, double temperature,
+                                   const RowScan<T>* flagless = nullptr) {
     if constexpr (kExpKeepsNaN<T>) {
-        const RowScan<T> scan = scan_unmasked_row<T, false>(x, n);
+        const RowScan<T> scan = flagless != nullptr ? *flagless : scan_unmasked_row<T, false>(x, n);
         if (!is_special(scan) && !needs_wide(scan, temperature)) return scan;
     }
     return scan_unmasked_row<T, true>(x, n);

@@ -114,6 +114,29 @@ def test_rows_in_groups_give_the_values_of_single_rows(backend, dtype, kind, n):
         np.testing.assert_array_equal(got[r], f(x[r], backend=backend), err_msg=f"row {r}")
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("n", [64, 128, 300, 1024])
+def test_rows_scanned_ahead_give_the_values_of_single_rows(backend, dtype, kind, n):
+    # softmax's groups scan the next group's rows in their exp loops: rows that
+    # turn out special or too wide for a temperature there, zero maxima of both
+    # signs, in every group but the first, with a temperature above 1.
+    rng = np.random.default_rng(25)
+    x = random_logits(rng, (30, n), dtype) - 4
+    big = np.finfo(dtype).max
+    x[12, 0], x[12, 1] = big / 2, -big / 2  # (x - max) / T overflows: the wide path
+    x[15, 0], x[15, 7] = -0.0, 0.0
+    x[16, 3] = -0.0
+    x[20, n // 2] = np.nan
+    x[26, -1] = np.inf
+    f = getattr(fs, kind)
+    got = f(x, axis=-1, temperature=2.5, backend=backend)
+    assert np.all(np.isnan(got[20]))
+    for r in range(len(x)):
+        want = f(x[r], temperature=2.5, backend=backend)
+        np.testing.assert_array_equal(got[r], want, err_msg=f"row {r}")
+        assert np.array_equal(np.signbit(got[r]), np.signbit(want)), f"row {r}"
+
+
 @pytest.mark.parametrize("kind", ["softmax", "log_softmax"])
 def test_out_with_its_own_layout(backend, dtype, kind):
     x = random_logits(np.random.default_rng(23), (8, 10), dtype)
