@@ -91,9 +91,10 @@ void finish_carried(CarriedRow<T> (&carried)[kGroupRows], int64_t n, RowOp op) {
 }
 
 // Whether the group of `rows` rows of n elements starting at row `first` of
-// `total` prefetches the next one (RowAhead): when a whole group follows and
-// its rows are at most kPrefetchRowBytes. Rows beyond that do not stay in
-// cache until their scan: the prefetch only doubled their memory traffic.
+// `total` prefetches the next one (RowAhead; softmax's float groups scan it):
+// when a whole group follows and its rows are at most kPrefetchRowBytes.
+// Rows beyond that do not stay in cache until their scan: the prefetch only
+// doubled their memory traffic.
 constexpr int64_t kPrefetchRowBytes = int64_t(1) << 20;
 
 template <class T>

@@ -93,10 +93,11 @@ FS_INLINE RowScan<T> scan_unmasked_row(const T* x, int64_t n) {
 // began (ScanLanes: its whole blocks of four vectors), with the vectors after
 // the last whole block added, the partial one read as the last full vector,
 // as scan_unmasked_row reads it. Their max and min are those of
-// scan_unmasked_row<T, false>, but for the sign of a zero max (+0 or -0,
-// whichever the order met first), which softmax's values never show: d is
-// then +-0 for the zeros and exp(+-0) is 1 (log_softmax, whose stored d would
-// show it, scans its rows on their own).
+// scan_unmasked_row<T, false>, but for the sign of a zero max or min (+0 or
+// -0, whichever the order met first). The min only feeds tests of its value;
+// softmax's values never show the max's: d is then +-0 for the zeros and
+// exp(+-0) is 1 (log_softmax, whose stored d would show it, scans its rows on
+// their own).
 template <class T>
 FS_INLINE ScanLanes<T> scan_rest(ScanLanes<T> lanes, const T* x, int64_t n) {
     constexpr int64_t L = Simd<T>::lanes;

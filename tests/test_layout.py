@@ -124,13 +124,15 @@ def test_rows_scanned_ahead_give_the_values_of_single_rows(backend, dtype, kind,
     x = random_logits(rng, (30, n), dtype) - 4
     big = np.finfo(dtype).max
     x[12, 0], x[12, 1] = big / 2, -big / 2  # (x - max) / T overflows: the wide path
+    x[15:17] = -np.abs(x[15:17]) - 1  # zero maxima
     x[15, 0], x[15, 7] = -0.0, 0.0
     x[16, 3] = -0.0
-    x[20, n // 2] = np.nan
-    x[26, -1] = np.inf
+    x[21, n // 2] = np.nan
+    x[22, -1] = np.inf
     f = getattr(fs, kind)
     got = f(x, axis=-1, temperature=2.5, backend=backend)
-    assert np.all(np.isnan(got[20]))
+    assert x[15].max() == 0 and x[16].max() == 0
+    assert np.all(np.isnan(got[21]))
     for r in range(len(x)):
         want = f(x[r], temperature=2.5, backend=backend)
         np.testing.assert_array_equal(got[r], want, err_msg=f"row {r}")
