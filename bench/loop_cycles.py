@@ -25,12 +25,24 @@ import sys
 STORED = r"\(fastsoftmax::\w+::\(anonymous namespace\)::Stored\)"
 NO_CARRY = r"\(fastsoftmax::\w+::\(anonymous namespace\)::LastPass\)0"  # no carried last pass
 LAST_PASS = r"(finish_softmax_row|softmax_row_in_cache)<float>\("  # inlined into the latter
+# A group's exp form: no subnormal results, temperature 1.
+FAST_FORM = r"std::integral_constant<bool, false>, std::integral_constant<bool, false> "
+GROUP_SOFTMAX = "exp + store + sum, carried scale, next row scanned (softmax groups)"
+GROUP_PASSES = {GROUP_SOFTMAX}
 PASSES = (
     ("scan (max, min, NaN)", r"scan_row<float>\(", r"maxps"),
     (
         "exp + store + sum (softmax)",
         rf"exp_sums_loop<float, false, false, {STORED}1, false, false, {NO_CARRY}>",
         r"v?fmadd|mulps",
+    ),
+    (
+        # What softmax's groups run: the previous group's last pass carried, and
+        # on the table levels the next group's row scanned (its vmaxps), in place
+        # of a separate scan pass.
+        GROUP_SOFTMAX,
+        rf"group_exp_sums<float, {STORED}1, false>.*operator\(\)<{FAST_FORM}>",
+        r"v?fmadd|mulps|vmaxps",
     ),
     (
         "exp + store d + split sum (log_softmax)",
@@ -93,9 +105,17 @@ def disassemble(so: str, start: int, end: int) -> list[tuple[int, str]]:
     return lines
 
 
-def hot_loop(lines: list[tuple[int, str]], marker: str) -> list[str]:
+def hot_loop(
+    lines: list[tuple[int, str]],
+    marker: str,
+    forward_branches: bool = False,
+    max_size: int | None = None,
+) -> list[str]:
     """The loop (a backward branch) with the most `marker` instructions and no
-    inner loop: the pass's main loop, which takes four vectors an iteration."""
+    inner loop: the pass's main loop, which takes four vectors an iteration.
+    With forward_branches, a branch forward inside the body (a test that skips
+    a prefetch) does not count as an inner loop, and loops of more than
+    max_size instructions (a row's tail blocks around the loop) are passed over."""
     best: list[str] = []
     best_score = -1
     index = {address: i for i, (address, _) in enumerate(lines)}
@@ -109,10 +129,11 @@ def hot_loop(lines: list[tuple[int, str]], marker: str) -> list[str]:
         body = [t for _, t in lines[index[target] : i]]
         inner = any(
             re.match(r"j\w+\s+([0-9a-f]+)", t)
-            and int(t.split()[1], 16) in {a for a, _ in lines[index[target] : i]}
-            and int(t.split()[1], 16) > target
-            for t in body
+            and target < int(t.split()[1], 16) <= (address if forward_branches else lines[i][0])
+            for address, t in lines[index[target] : i]
         )
+        if max_size is not None and len(body) > max_size:
+            continue
         advances = any(re.match(r"(add|sub)\s+\$-?0x[0-9a-f]+,%r", t) for t in body)
         if not advances or any(t.startswith("ret") for t in body):
             continue  # a jump back to shared code, not a loop over the row
@@ -170,7 +191,13 @@ def main() -> int:
             matches = [k for k in table if f"fastsoftmax::{level}::" in k and re.search(pattern, k)]
             if not matches:
                 continue
-            asm = hot_loop(disassemble(so, *table[matches[0]]), marker)
+            grouped = name in GROUP_PASSES  # its loop holds forward branches
+            asm = hot_loop(
+                disassemble(so, *table[matches[0]]),
+                marker,
+                forward_branches=grouped,
+                max_size=160 if grouped else None,
+            )
             floats = 4 * lanes
             for core in CORES[level]:
                 per_8 = cycles(asm, core) * 8 / floats
