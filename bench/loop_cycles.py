@@ -29,6 +29,7 @@ LAST_PASS = r"(finish_softmax_row|softmax_row_in_cache)<float>\("  # inlined int
 FAST_FORM = r"std::integral_constant<bool, false>, std::integral_constant<bool, false> "
 GROUP_SOFTMAX = "exp + store + sum, carried scale, next row scanned (softmax groups)"
 GROUP_PASSES = {GROUP_SOFTMAX}
+SCANS_AHEAD = ("avx512", "avx2")  # the levels whose softmax groups scan the next row
 PASSES = (
     ("scan (max, min, NaN)", r"scan_row<float>\(", r"maxps"),
     (
@@ -106,16 +107,13 @@ def disassemble(so: str, start: int, end: int) -> list[tuple[int, str]]:
 
 
 def hot_loop(
-    lines: list[tuple[int, str]],
-    marker: str,
-    forward_branches: bool = False,
-    max_size: int | None = None,
+    lines: list[tuple[int, str]], marker: str, forward_branches: bool = False
 ) -> list[str]:
     """The loop (a backward branch) with the most `marker` instructions and no
     inner loop: the pass's main loop, which takes four vectors an iteration.
-    With forward_branches, a branch forward inside the body (a test that skips
-    a prefetch) does not count as an inner loop, and loops of more than
-    max_size instructions (a row's tail blocks around the loop) are passed over."""
+    With forward_branches, a conditional branch forward inside the body (the
+    test that skips the next row's scan) leaves it a loop of its own, a backward
+    one or an unconditional jump (a row's tail blocks around the loop) does not."""
     best: list[str] = []
     best_score = -1
     index = {address: i for i, (address, _) in enumerate(lines)}
@@ -129,10 +127,10 @@ def hot_loop(
         body = [t for _, t in lines[index[target] : i]]
         inner = any(
             re.match(r"j\w+\s+([0-9a-f]+)", t)
-            and target < int(t.split()[1], 16) <= (address if forward_branches else lines[i][0])
+            and target < int(t.split()[1], 16) < (address + 1 if forward_branches else lines[i][0])
             for address, t in lines[index[target] : i]
         )
-        if max_size is not None and len(body) > max_size:
+        if forward_branches and any(t.startswith("jmp") for t in body):
             continue
         advances = any(re.match(r"(add|sub)\s+\$-?0x[0-9a-f]+,%r", t) for t in body)
         if not advances or any(t.startswith("ret") for t in body):
@@ -142,6 +140,8 @@ def hot_loop(
         score = sum(1 for t in body if re.match(rf"\S*({marker})", t))
         if not inner and score > best_score:
             best, best_score = body, score
+    if not best:
+        sys.exit(f"no loop with {marker!r} found")
     # The branch target as a label llvm-mca can parse.
     return ["loop:", *(t for t in best if not t.startswith("j")), "jne loop"]
 
@@ -192,12 +192,9 @@ def main() -> int:
             if not matches:
                 continue
             grouped = name in GROUP_PASSES  # its loop holds forward branches
-            asm = hot_loop(
-                disassemble(so, *table[matches[0]]),
-                marker,
-                forward_branches=grouped,
-                max_size=160 if grouped else None,
-            )
+            if grouped and level not in SCANS_AHEAD:
+                continue
+            asm = hot_loop(disassemble(so, *table[matches[0]]), marker, forward_branches=grouped)
             floats = 4 * lanes
             for core in CORES[level]:
                 per_8 = cycles(asm, core) * 8 / floats
