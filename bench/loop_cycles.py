@@ -28,7 +28,6 @@ LAST_PASS = r"(finish_softmax_row|softmax_row_in_cache)<float>\("  # inlined int
 # A group's exp form: no subnormal results, temperature 1.
 FAST_FORM = r"std::integral_constant<bool, false>, std::integral_constant<bool, false> "
 GROUP_SOFTMAX = "exp + store + sum, carried scale, next row scanned (softmax groups)"
-GROUP_PASSES = {GROUP_SOFTMAX}
 SCANS_AHEAD = ("avx512", "avx2")  # the levels whose softmax groups scan the next row
 PASSES = (
     ("scan (max, min, NaN)", r"scan_row<float>\(", r"maxps"),
@@ -191,7 +190,7 @@ def main() -> int:
             matches = [k for k in table if f"fastsoftmax::{level}::" in k and re.search(pattern, k)]
             if not matches:
                 continue
-            grouped = name in GROUP_PASSES  # its loop holds forward branches
+            grouped = name == GROUP_SOFTMAX  # its loop holds forward branches
             if grouped and level not in SCANS_AHEAD:
                 continue
             asm = hot_loop(disassemble(so, *table[matches[0]]), marker, forward_branches=grouped)
