@@ -165,12 +165,21 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
             const auto pass = [&](auto carry) FS_INLINE_LAMBDA {
                 constexpr LastPass kCarried =
                     decltype(carry)::value ? kLastPassOf<kStore> : LastPass::none;
+                // A logsumexp row whose exps end in zeros (a causal mask) stops
+                // its exp loop before them (exp_end_before_zeros). softmax and
+                // log_softmax rows, which store y, ran no faster so: their
+                // stores over the zeros wait on memory without exps to hide it.
+                const int64_t end = kSubnormal && kStore == Stored::nothing
+                                        ? exp_end_before_zeros<T, kScaled>(row_x, n,
+                                                                           pending[r].max, scale)
+                                        : n;
                 if constexpr (sizeof(T) == 4) {
                     const auto with_n = [&](int64_t count) FS_INLINE_LAMBDA {
                         return exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, false,
                                              kCarried, kCloseLate, kScans>(
                             row_x, row_y, nullptr, count, pending[r].max, scale, other, next);
                     };
+                    if (end < n) return with_n(end);
                     // Rows of exactly two or four blocks of four vectors (128 or
                     // 256 floats with AVX-512) with a constant length: the block
                     // loop unrolled whole, no chunk loop and no tail.
@@ -181,7 +190,7 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
                     return with_n(n);
                 } else {  // double rows ran slower with their loop inlined
                     return exp_sums_loop<T, kSubnormal, kScaled, kStore, kSplit, false, kCarried>(
-                        row_x, row_y, nullptr, n, pending[r].max, scale, other, next);
+                        row_x, row_y, nullptr, end, pending[r].max, scale, other, next);
                 }
             };
             const auto sums = carries ? pass(std::true_type{}) : pass(std::false_type{});

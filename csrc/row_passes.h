@@ -413,6 +413,34 @@ __attribute__((noinline)) SplitSum exp_sums_loop(const T* x, T* y, const uint8_t
         x, y, mask, n, max, scale, other, ahead);
 }
 
+// Where an unmasked row's exp pass can stop: from there to n every exp(d)
+// is +0 (d below the clamp: a causal mask's -inf, an attention mask's
+// -1e4). It is a whole number of blocks of four vectors from the row's
+// start, or n when the elements after the row's last whole block are not
+// all such. An exp pass over [0, end) adds its terms to the same sum slots
+// as one over the row, and the zeros it leaves out add nothing to any of
+// them, so its sums have the same bits.
+template <class T, bool kScaled>
+int64_t exp_end_before_zeros(const T* x, int64_t n, T max, T scale) {
+    constexpr int64_t L = Simd<T>::lanes, kBlock = 4 * L;
+    constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+    const auto zeros = [&](int64_t i, int64_t count) FS_INLINE_LAMBDA {
+        return centred<kScaled>(load(x + i, count, neg_inf), max, scale) < ExpConstants<T>::clamp;
+    };
+    int64_t end = n - n % kBlock;
+    for (int64_t i = end; i < n; i += L) {
+        if (!all_lanes(zeros(i, n - i < L ? n - i : L))) return n;
+    }
+    for (; end > 0; end -= kBlock) {
+        const int64_t i = end - kBlock;
+        if (!all_lanes(zeros(i, L) & zeros(i + L, L) & zeros(i + 2 * L, L) &
+                       zeros(i + 3 * L, L))) {
+            return end;
+        }
+    }
+    return end;
+}
+
 // The masked and unmasked loops compiled apart: a run-time mask test in the
 // loop kept the accumulators in memory.
 template <class T, bool kSubnormal, bool kScaled, Stored kStore, bool kSplit>

@@ -380,6 +380,38 @@ def test_runs_of_tiny_terms_give_the_bits_of_the_careful_exp(level, dtype, kind)
             np.testing.assert_array_equal(plain, masked, err_msg=f"T={temperature}")
 
 
+@pytest.mark.parametrize("level", _CPP_LEVELS)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("n", [100, 300, 1000, 4100])
+def test_rows_ending_in_zero_terms_give_the_bits_of_the_whole_exp_pass(level, dtype, kind, n):
+    """A logsumexp row whose last terms are all exp(d) = +0 (a causal mask's
+    -inf, an attention mask's -1e4 or finfo.min) ends its exp loop at the
+    last block of four vectors holding a nonzero term: its sums must keep
+    the bits of the whole pass, and so must every kind's rows beside such
+    rows. The masked loop (a mask that keeps every element) never stops
+    early; a row alone carries no other row's pass and scans none ahead. The
+    zeros start at and beside the block and chunk boundaries, inside the
+    last partial vector and nowhere."""
+    with _at_level(level):
+        rng = np.random.default_rng(53)
+        f = getattr(fs, kind)
+        starts = sorted(
+            {1, 7, 8, 9, 31, 32, 33, 64, 127, 128, 129, n // 2, n - 33, n - 9, n - 8, n - 1, n}
+            & set(range(1, n + 1))
+        )
+        fills = (-np.inf, -1e4, np.finfo(dtype).min)
+        x = random_logits(rng, (len(starts) * len(fills), n), dtype)
+        for r, (start, fill) in enumerate((s, v) for v in fills for s in starts):
+            x[r, start:] = fill
+        for temperature in (1.0, 0.7):
+            plain = f(x, axis=-1, temperature=temperature)
+            masked = f(x, axis=-1, temperature=temperature, where=np.ones(x.shape, bool))
+            np.testing.assert_array_equal(plain, masked, err_msg=f"T={temperature}")
+            for r in range(x.shape[0]):
+                alone = f(x[r : r + 1], axis=-1, temperature=temperature)
+                np.testing.assert_array_equal(plain[r : r + 1], alone, err_msg=f"row {r}")
+
+
 @pytest.mark.parametrize("kind", ["softmax", "log_softmax"])
 @pytest.mark.parametrize("shape", [(3,), (1, 3), (4, 5, 130), (2, 1, 1)])
 def test_plain_call_matches_the_general_path(dtype, kind, shape):
