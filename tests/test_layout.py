@@ -396,7 +396,10 @@ def test_rows_ending_in_zero_terms_give_the_bits_of_the_whole_exp_pass(level, dt
         rng = np.random.default_rng(53)
         f = getattr(fs, kind)
         starts = sorted(
-            {1, 7, 8, 9, 31, 32, 33, 64, 127, 128, 129, n // 2, n - 33, n - 9, n - 8, n - 1, n}
+            (
+                {1, 7, 8, 9, 31, 32, 33, 64, 127, 128, 129, 193, 256, 257}
+                | {n // 2, n - 33, n - 9, n - 8, n - 1, n}
+            )
             & set(range(1, n + 1))
         )
         fills = (-np.inf, -1e4, np.finfo(dtype).min)
