@@ -258,6 +258,43 @@ struct ExpTableVectors {
         E::one(1.0f)};
 };
 
+// a * b + c (kNegated: c - a * b) rounded once, for float vectors of the
+// table exp: an explicit FMA. Left to -ffp-contract, GCC fused a multiply
+// and its add in some vectors of a block and not in others in a few
+// instances (AVX-512 short rows of whole vectors, several rows a group), so
+// a row's last bits depended on the rows beside it. (c - a * b through
+// fnmadd, not a negated a: a NaN keeps its sign.)
+template <bool kNegated = false, class R>
+FS_INLINE R fused_multiply_add(const R& a, const R& b, const R& c) {
+#if defined(__AVX512F__)
+    if constexpr (sizeof(R) == 64) {
+        const __m512 x = __builtin_bit_cast(__m512, a), y = __builtin_bit_cast(__m512, b),
+                     z = __builtin_bit_cast(__m512, c);
+        return __builtin_bit_cast(R, kNegated ? _mm512_fnmadd_ps(x, y, z) : _mm512_fmadd_ps(x, y, z));
+    }
+#endif
+#if defined(__FMA__)
+    const auto half = [](__m256 x, __m256 y, __m256 z) FS_INLINE_LAMBDA {
+        return kNegated ? _mm256_fnmadd_ps(x, y, z) : _mm256_fmadd_ps(x, y, z);
+    };
+    if constexpr (sizeof(R) == 32) {
+        return __builtin_bit_cast(R, half(__builtin_bit_cast(__m256, a), __builtin_bit_cast(__m256, b),
+                                          __builtin_bit_cast(__m256, c)));
+    }
+#if !defined(__AVX512F__)
+    if constexpr (sizeof(R) == 64) {  // the test level avx2_wide: two halves
+        struct Halves {
+            __m256 low, high;
+        };
+        const Halves x = __builtin_bit_cast(Halves, a), y = __builtin_bit_cast(Halves, b),
+                     z = __builtin_bit_cast(Halves, c);
+        return __builtin_bit_cast(R, Halves{half(x.low, y.low, z.low), half(x.high, y.high, z.high)});
+    }
+#endif
+#endif
+    return kNegated ? c - a * b : a * b + c;  // (the table exp's levels all have FMA)
+}
+
 #if FS_TABLE_ENTRIES > 0
 template <bool kSubnormal, int K>
 FS_INLINE void exp_table_block(typename Simd<float>::Real (&v)[K]) {
@@ -271,12 +308,12 @@ FS_INLINE void exp_table_block(typename Simd<float>::Real (&v)[K]) {
     if constexpr (kSubnormal) {
         FS_EACH(k) v[k] = v[k] < C::clamp ? broadcast<R>(C::clamp) : v[k];
     }
-    FS_EACH(k) t[k] = v[k] * c[0] + c[1];  // N k + j in the low bits
+    FS_EACH(k) t[k] = fused_multiply_add(v[k], c[0], c[1]);  // N k + j in the low bits
     FS_EACH(k) m[k] = t[k] - c[1];
-    FS_EACH(k) r[k] = v[k] - m[k] * c[2];
-    FS_EACH(k) r[k] = r[k] - m[k] * c[3];
-    FS_EACH(k) q[k] = r[k] * c[4] + c[5];
-    FS_EACH(k) q[k] = q[k] * r[k] + c[6];
+    FS_EACH(k) r[k] = fused_multiply_add<true>(m[k], c[2], v[k]);
+    FS_EACH(k) r[k] = fused_multiply_add<true>(m[k], c[3], r[k]);
+    FS_EACH(k) q[k] = fused_multiply_add(r[k], c[4], c[5]);
+    FS_EACH(k) q[k] = fused_multiply_add(q[k], r[k], c[6]);
     FS_EACH(k) q[k] = q[k] * r[k];  // exp(r) - 1
     if constexpr (!kSubnormal) {
         // Every result normal: 2^k 2^(j/N) is exact, and scaling by 2^k
@@ -287,7 +324,7 @@ FS_INLINE void exp_table_block(typename Simd<float>::Real (&v)[K]) {
             const R power = __builtin_bit_cast(
                 R, __builtin_bit_cast(I, lookup<R>(Table::offset_powers.data(), index)) +
                        (index << (C::mantissa_bits - Table::shift)));
-            v[k] = power * q[k] + power;  // 2^k 2^(j/N) exp(r)
+            v[k] = fused_multiply_add(power, q[k], power);  // 2^k 2^(j/N) exp(r)
         }
         return;
     }
@@ -297,7 +334,7 @@ FS_INLINE void exp_table_block(typename Simd<float>::Real (&v)[K]) {
             R, __builtin_bit_cast(I, lookup<R>(Table::offset_powers.data(), index)) +
                    (index << (C::mantissa_bits - Table::shift)) +
                    (int32_t(kTinyShift) << C::mantissa_bits));
-        v[k] = descale_tiny<float>(power * q[k] + power);
+        v[k] = descale_tiny<float>(fused_multiply_add(power, q[k], power));
     }
 }
 #endif
