@@ -402,5 +402,9 @@ NB_MODULE(_core, m) {
     m.def("set_online_row_bytes", &set_online_row_bytes, "bytes"_a,
           "softmax / log_softmax rows of this many bytes and more take the online two-pass "
           "algorithm (logsumexp rows from four times that); 0 restores the defaults");
+    m.def("group_bytes", &group_bytes,
+          "the input budget of a group of in-cache softmax / log_softmax rows; 0: the level's own");
+    m.def("set_group_bytes", &set_group_bytes, "bytes"_a,
+          "set that budget (bytes > 0), or restore the CPU's default (0)");
     m.def("get_num_threads", &get_num_threads);
 }

@@ -48,6 +48,12 @@ X86Features x86_features() {
     return features;
 }
 
+bool cpu_is_amd() {
+    unsigned a, b, c, d;
+    return __get_cpuid(0, &a, &b, &c, &d) && b == signature_AMD_ebx && c == signature_AMD_ecx &&
+           d == signature_AMD_edx;
+}
+
 bool cpu_has_avx512() { return x86_features().avx512; }
 bool cpu_has_avx2() { return x86_features().avx2_fma; }
 // avx2_wide runs the AVX-512 vector width on AVX2 instructions: never picked
@@ -66,6 +72,13 @@ const Level kLevels[] = {{&neon::kernels, &always, true}};
 const Level kLevels[] = {{&generic::kernels, &always, true}};
 #endif
 
+std::int64_t default_group_bytes() {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (cpu_is_amd()) return kAmdGroupBytes;
+#endif
+    return 0;  // the level's own
+}
+
 const RowKernels* best_kernels() {
     for (const Level& level : kLevels) {
         if (level.automatic && level.supported()) return level.kernels;
@@ -75,6 +88,7 @@ const RowKernels* best_kernels() {
 
 std::atomic<const RowKernels*> g_kernels{best_kernels()};
 std::atomic<std::int64_t> g_online_row_bytes{0};  // 0: the defaults
+std::atomic<std::int64_t> g_group_bytes{default_group_bytes()};
 
 }  // namespace
 
@@ -102,6 +116,11 @@ bool set_level(const std::string& name) {
 std::int64_t online_row_bytes() { return g_online_row_bytes.load(std::memory_order_relaxed); }
 void set_online_row_bytes(std::int64_t bytes) {
     g_online_row_bytes.store(std::max<std::int64_t>(bytes, 0));
+}
+
+std::int64_t group_bytes() { return g_group_bytes.load(std::memory_order_relaxed); }
+void set_group_bytes(std::int64_t bytes) {
+    g_group_bytes.store(bytes > 0 ? bytes : default_group_bytes());
 }
 
 }  // namespace fastsoftmax

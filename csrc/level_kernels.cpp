@@ -56,12 +56,13 @@ double logsumexp_row(const T* x, const uint8_t* mask, int64_t n, double temperat
 }
 
 // In-cache rows go in groups (PendingRow in row_groups.h): up to
-// kGroupRows rows (row_groups.h) and about `bytes` of input, so that a group's rows are
-// still in L1 for their last pass. softmax and log_softmax groups keep x, y
-// and the carried rows' y there, beside the next group's prefetch: 8 KiB of
-// input (4 KiB with AVX-512's wider rows, whose exp loops hide less behind
-// a group): with 16 KiB they overflowed a 48 KiB L1. logsumexp groups read x
-// only.
+// kGroupRows rows (row_groups.h) and about `bytes` of input. On an Intel
+// core the softmax and log_softmax groups had to keep x, y and the carried
+// rows' y in L1 for their last pass, beside the next group's prefetch: 8 KiB
+// of input (4 KiB with AVX-512's wider rows, whose exp loops hide less
+// behind a group); with 16 KiB they overflowed a 48 KiB L1. That is the
+// level's own budget, kGroupBytes; AMD cores take a larger one
+// (group_bytes(), kernel_table.h). logsumexp groups read x only.
 constexpr int64_t kGroupBytes = int64_t(kVectorBytes == 64 ? 4 : 8) << 10;
 constexpr int64_t kReadOnlyGroupBytes = int64_t(16) << 10;
 
@@ -168,7 +169,8 @@ void softmax_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t 
             : short_rows<ShortOp::log_softmax>(x, x_stride, y, y_stride, rows, n, temperature,
                                                static_cast<T*>(nullptr), 0, one_row);
     if (done) return;
-    const int64_t group = group_rows<T>(n, kGroupBytes);
+    const int64_t budget = group_bytes();
+    const int64_t group = group_rows<T>(n, budget > 0 ? budget : kGroupBytes);
     CarriedRow<T> carried[kGroupRows] = {};
     ScansAhead<T> scans;
     for (int64_t r = 0; r < rows; r += group) {

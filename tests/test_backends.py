@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 
 import numpy as np
 import pytest
@@ -432,4 +433,56 @@ def test_the_online_threshold_setting(level, function):
                     np.testing.assert_array_equal(got, want)
     finally:
         _core.set_online_row_bytes(0)
+        _core.set_level(previous)
+
+
+def _cpu_vendor() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("level", fs.info()["simd_levels"] or ["(none)"])
+def test_the_group_budget_setting(level, dtype):
+    """In-cache softmax and log_softmax rows go in groups of about
+    group_bytes() of input: every budget, from one row a group to eight,
+    gives the same bits, rows needing the careful exp among normal ones
+    included (a group takes the careful form for all its rows).
+    set_group_bytes(0) restores the CPU's default: 32 KiB on AMD cores,
+    the level's own (0) elsewhere."""
+    if level == "(none)":
+        pytest.skip("no compiled extension")
+    from fastsoftmax import _core
+
+    previous = _core.current_level()
+    assert _core.set_level(level)
+    rng = np.random.default_rng(11)
+    try:
+        default = _core.group_bytes()
+        if platform.machine() in ("x86_64", "AMD64") and _cpu_vendor() == "AuthenticAMD":
+            assert default == 32 << 10
+        elif _cpu_vendor():
+            assert default == 0
+        for n in (100, 300, 1000, 2000, 5000):
+            x = random_logits(rng, (19, n), dtype)
+            x[5] = np.linspace(-300.0, 0.0, n)  # its smallest exps are subnormal
+            x[12, n // 3] = 40.0
+            results = {}
+            for budget in (1, 4 << 10, 32 << 10, 1 << 20):
+                _core.set_group_bytes(budget)
+                assert _core.group_bytes() == budget
+                results[budget] = (fs.softmax(x, axis=-1), fs.log_softmax(x, axis=-1))
+            for budget, got in results.items():
+                for values, want in zip(got, results[1]):
+                    np.testing.assert_array_equal(values, want, err_msg=f"budget {budget}")
+        _core.set_group_bytes(0)
+        assert _core.group_bytes() == default
+    finally:
+        _core.set_group_bytes(0)
         _core.set_level(previous)
