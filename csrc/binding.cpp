@@ -405,6 +405,6 @@ NB_MODULE(_core, m) {
     m.def("group_bytes", &group_bytes,
           "the input budget of a group of in-cache softmax / log_softmax rows; 0: the level's own");
     m.def("set_group_bytes", &set_group_bytes, "bytes"_a,
-          "set that budget (bytes > 0), or restore the CPU's default (0)");
+          "set that budget (bytes > 0), or restore the CPU's default (bytes <= 0)");
     m.def("get_num_threads", &get_num_threads);
 }

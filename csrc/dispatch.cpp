@@ -48,10 +48,17 @@ X86Features x86_features() {
     return features;
 }
 
-bool cpu_is_amd() {
+// AMD's Zen 1 to Zen 4 cores (families 0x17 and 0x19): 32 KiB of L1 data
+// and 512 KiB or more of L2 a core, the caches the larger groups were
+// measured on. Zen 5 (48 KiB L1) and the cores before Zen keep the level's own.
+bool cpu_is_zen1_to_zen4() {
     unsigned a, b, c, d;
-    return __get_cpuid(0, &a, &b, &c, &d) && b == signature_AMD_ebx && c == signature_AMD_ecx &&
-           d == signature_AMD_edx;
+    if (!__get_cpuid(0, &a, &b, &c, &d) || b != signature_AMD_ebx || c != signature_AMD_ecx ||
+        d != signature_AMD_edx || !__get_cpuid(1, &a, &b, &c, &d)) {
+        return false;
+    }
+    const unsigned family = ((a >> 8) & 0xf) + ((a >> 20) & 0xff);  // base + extended
+    return family == 0x17 || family == 0x19;
 }
 
 bool cpu_has_avx512() { return x86_features().avx512; }
@@ -74,7 +81,7 @@ const Level kLevels[] = {{&generic::kernels, &always, true}};
 
 std::int64_t default_group_bytes() {
 #if defined(__x86_64__) || defined(_M_X64)
-    if (cpu_is_amd()) return kAmdGroupBytes;
+    if (cpu_is_zen1_to_zen4()) return kZenGroupBytes;
 #endif
     return 0;  // the level's own
 }
@@ -120,7 +127,7 @@ void set_online_row_bytes(std::int64_t bytes) {
 
 std::int64_t group_bytes() { return g_group_bytes.load(std::memory_order_relaxed); }
 void set_group_bytes(std::int64_t bytes) {
-    g_group_bytes.store(bytes > 0 ? bytes : default_group_bytes());
+    g_group_bytes.store(bytes > 0 ? bytes : default_group_bytes());  // <= 0: the default
 }
 
 }  // namespace fastsoftmax

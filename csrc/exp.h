@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <cstddef>
 #include <iterator>
+#include <type_traits>
 #include <utility>
 
 #include "simd.h"
@@ -266,6 +267,7 @@ struct ExpTableVectors {
 // fnmadd, not a negated a: a NaN keeps its sign.)
 template <bool kNegated = false, class R>
 FS_INLINE R fused_multiply_add(const R& a, const R& b, const R& c) {
+    static_assert(std::is_same_v<R, typename Simd<float>::Real>, "float vectors only");
 #if defined(__AVX512F__)
     if constexpr (sizeof(R) == 64) {
         const __m512 x = __builtin_bit_cast(__m512, a), y = __builtin_bit_cast(__m512, b),
@@ -292,7 +294,7 @@ FS_INLINE R fused_multiply_add(const R& a, const R& b, const R& c) {
     }
 #endif
 #endif
-    return kNegated ? c - a * b : a * b + c;  // (the table exp's levels all have FMA)
+    return kNegated ? c - a * b : a * b + c;  // (every table level has FMA)
 }
 
 #if FS_TABLE_ENTRIES > 0

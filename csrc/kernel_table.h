@@ -58,12 +58,13 @@ void set_online_row_bytes(std::int64_t bytes);
 // (softmax_rows in level_kernels.cpp: up to kGroupRows rows and about this
 // many bytes of x). 0 keeps the level's own budget, tuned on an Intel core,
 // whose L1 the group's x, y and carried y must share with the next group's
-// prefetch. AMD cores default to kAmdGroupBytes (dispatch.cpp): there the
-// larger groups ran faster up to that size, their later passes fed from L2
-// fast enough, and fewer groups meant fewer fixed costs a row. The grouping
-// changes no bit of any row (one summation order). set_group_bytes(0)
-// restores the CPU's default; a setting for tests and tuning.
-constexpr std::int64_t kAmdGroupBytes = std::int64_t(32) << 10;
+// prefetch. AMD's Zen 1 to Zen 4 cores default to kZenGroupBytes
+// (dispatch.cpp): on a Zen 4 core the larger groups ran faster, their later
+// passes fed from L2 fast enough, and fewer groups meant fewer fixed costs a
+// row. The grouping changes no bit of any row (one summation order).
+// set_group_bytes(b <= 0) restores the CPU's default; a setting for tests
+// and tuning.
+constexpr std::int64_t kZenGroupBytes = std::int64_t(32) << 10;
 std::int64_t group_bytes();
 void set_group_bytes(std::int64_t bytes);
 

@@ -58,10 +58,9 @@ double logsumexp_row(const T* x, const uint8_t* mask, int64_t n, double temperat
 // In-cache rows go in groups (PendingRow in row_groups.h): up to
 // kGroupRows rows (row_groups.h) and about `bytes` of input. On an Intel
 // core the softmax and log_softmax groups had to keep x, y and the carried
-// rows' y in L1 for their last pass, beside the next group's prefetch: 8 KiB
-// of input (4 KiB with AVX-512's wider rows, whose exp loops hide less
-// behind a group); with 16 KiB they overflowed a 48 KiB L1. That is the
-// level's own budget, kGroupBytes; AMD cores take a larger one
+// rows' y in L1 for their last pass, beside the next group's prefetch (less
+// with AVX-512's wider rows, whose exp loops hide less behind a group):
+// kGroupBytes, the level's own budget. Zen cores take a larger one
 // (group_bytes(), kernel_table.h). logsumexp groups read x only.
 constexpr int64_t kGroupBytes = int64_t(kVectorBytes == 64 ? 4 : 8) << 10;
 constexpr int64_t kReadOnlyGroupBytes = int64_t(16) << 10;
