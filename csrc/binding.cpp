@@ -406,5 +406,12 @@ NB_MODULE(_core, m) {
           "the input budget of a group of in-cache softmax / log_softmax rows; 0: the level's own");
     m.def("set_group_bytes", &set_group_bytes, "bytes"_a,
           "set that budget (bytes > 0), or restore the CPU's default (bytes <= 0)");
+    m.def("online_base_bytes", &online_base_bytes,
+          "the CPU's default: log_softmax rows (softmax rows on AVX-512) of this many bytes "
+          "and more take the online algorithm");
+    m.def("block_rows_in_groups", &block_rows_in_groups,
+          "whether float softmax rows of exactly eight vectors go in groups (else in registers)");
+    m.def("set_block_rows_in_groups", &set_block_rows_in_groups, "setting"_a,
+          "1: in groups, 0: in registers, -1: the CPU's default");
     m.def("get_num_threads", &get_num_threads);
 }

@@ -86,6 +86,21 @@ std::int64_t default_group_bytes() {
     return 0;  // the level's own
 }
 
+bool default_block_rows_in_groups() {
+#if defined(__x86_64__) || defined(_M_X64)
+    return cpu_is_zen1_to_zen4();
+#else
+    return false;
+#endif
+}
+
+std::int64_t default_online_base_bytes() {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (cpu_is_zen1_to_zen4()) return kZenOnlineRowBytes;
+#endif
+    return kOnlineRowBytes;
+}
+
 const RowKernels* best_kernels() {
     for (const Level& level : kLevels) {
         if (level.automatic && level.supported()) return level.kernels;
@@ -96,6 +111,8 @@ const RowKernels* best_kernels() {
 std::atomic<const RowKernels*> g_kernels{best_kernels()};
 std::atomic<std::int64_t> g_online_row_bytes{0};  // 0: the defaults
 std::atomic<std::int64_t> g_group_bytes{default_group_bytes()};
+const std::int64_t g_online_base_bytes = default_online_base_bytes();
+std::atomic<bool> g_block_rows_in_groups{default_block_rows_in_groups()};
 
 }  // namespace
 
@@ -125,9 +142,16 @@ void set_online_row_bytes(std::int64_t bytes) {
     g_online_row_bytes.store(std::max<std::int64_t>(bytes, 0));
 }
 
+std::int64_t online_base_bytes() { return g_online_base_bytes; }
+
 std::int64_t group_bytes() { return g_group_bytes.load(std::memory_order_relaxed); }
 void set_group_bytes(std::int64_t bytes) {
     g_group_bytes.store(bytes > 0 ? bytes : default_group_bytes());  // <= 0: the default
+}
+
+bool block_rows_in_groups() { return g_block_rows_in_groups.load(std::memory_order_relaxed); }
+void set_block_rows_in_groups(int setting) {
+    g_block_rows_in_groups.store(setting < 0 ? default_block_rows_in_groups() : setting > 0);
 }
 
 }  // namespace fastsoftmax

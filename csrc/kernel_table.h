@@ -39,18 +39,25 @@ inline RowWork row_work(RowOp op) {
 // for logsumexp). The online passes move fewer bytes (x read twice, y
 // written once), but softmax's computes every exp twice; log_softmax's and
 // logsumexp's compute it once. The defaults, by what a row computes:
-//   log_softmax  rows of kOnlineRowBytes and more (512 KiB: where a row and
-//                its y no longer share L2 with the next rows);
-//   logsumexp    four times that (its passes move half the bytes, and its
-//                in-cache groups prefetch rows of up to 1 MiB);
+//   log_softmax  rows of online_base_bytes() and more: kOnlineRowBytes
+//                (512 KiB: where a row and its y no longer share L2 with the
+//                next rows), or kZenOnlineRowBytes on AMD's Zen 1 to Zen 4
+//                (dispatch.cpp), whose L3 fed the three passes of 512 KiB
+//                rows faster than the online pass ran;
+//   logsumexp    four times kOnlineRowBytes on every CPU (its passes move
+//                half the bytes, and its in-cache groups prefetch rows of up
+//                to 1 MiB);
 //   softmax      the level's RowKernels::softmax_online_row_bytes: where the
 //                second exp costs less than the bytes it saves (the exp's
 //                cost differs by level; csrc/README.md, "Rows beyond the
-//                cache"). One value a level, for float and double rows.
+//                cache"); 0 there means online_base_bytes(), as log_softmax.
+//                One value a level, for float and double rows.
 // online_row_bytes() is a setting for tests and tuning: 0 (the default)
 // keeps the defaults above; set to b > 0, softmax and log_softmax rows go
 // online from b bytes and logsumexp rows from 4 b (defined in dispatch.cpp).
 constexpr std::int64_t kOnlineRowBytes = std::int64_t(512) << 10;
+constexpr std::int64_t kZenOnlineRowBytes = std::int64_t(1) << 20;
+std::int64_t online_base_bytes();
 std::int64_t online_row_bytes();
 void set_online_row_bytes(std::int64_t bytes);
 
@@ -68,21 +75,31 @@ constexpr std::int64_t kZenGroupBytes = std::int64_t(32) << 10;
 std::int64_t group_bytes();
 void set_group_bytes(std::int64_t bytes);
 
+// Float softmax rows of exactly eight vectors (128 floats with AVX-512) fit
+// both the short-row kernels (short_rows.h: two rows at a time, in
+// registers) and the groups' exp loop unrolled whole for that length
+// (row_groups.h). Where block_rows_in_groups() is true they go in groups:
+// the default on AMD's Zen 1 to Zen 4 (dispatch.cpp), where the groups ran
+// them faster, the short-row kernels waiting on their latencies; on an Intel
+// core the short-row kernels were the faster. Other lengths keep their
+// paths either way, and both paths give the same bits.
+// set_block_rows_in_groups(s): s > 0 on, s == 0 off, s < 0 the CPU's
+// default; a setting for tests and tuning.
+bool block_rows_in_groups();
+void set_block_rows_in_groups(int setting);
+
 // Whether a row of `row_bytes` takes the online algorithm, on a level whose
 // softmax default is `softmax_default`. The one rule for the row kernels
 // and for the batch's choice of path.
 inline bool takes_online_path(std::int64_t row_bytes, RowWork work,
                               std::int64_t softmax_default) {
     const std::int64_t setting = online_row_bytes();
-    switch (work) {
-        case RowWork::softmax:
-            return row_bytes >= (setting > 0 ? setting : softmax_default);
-        case RowWork::log_softmax:
-            return row_bytes >= (setting > 0 ? setting : kOnlineRowBytes);
-        case RowWork::logsumexp:
-            break;
+    if (work == RowWork::logsumexp) {
+        return row_bytes / 4 >= (setting > 0 ? setting : kOnlineRowBytes);
     }
-    return row_bytes / 4 >= (setting > 0 ? setting : kOnlineRowBytes);
+    if (setting > 0) return row_bytes >= setting;
+    const bool own = work == RowWork::softmax && softmax_default > 0;
+    return row_bytes >= (own ? softmax_default : online_base_bytes());
 }
 
 // A call that writes more than this (all threads together), not in place,

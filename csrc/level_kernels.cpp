@@ -27,12 +27,12 @@ FS_LEVEL_BEGIN
 // Where softmax rows go online by default. The online softmax saves a read
 // and a write of y but takes a second exp an element: with AVX-512's exp
 // (the 16-entry table, 512-bit vectors) that pays from rows that leave L2,
-// as log_softmax's does; on the other levels (AVX2's 8-entry table, the
-// polynomial of SSE2 and NEON) the three passes stayed ahead for every row
-// measured up to 32 MB (csrc/README.md, "Rows beyond the cache"). AVX-512's
-// float64 rows, whose exp is the polynomial, keep 512 KiB: not measured apart.
-constexpr int64_t kSoftmaxOnlineRowBytes =
-    kTableEntries == 16 ? kOnlineRowBytes : int64_t(32) << 20;
+// as log_softmax's does (0: log_softmax's threshold, online_base_bytes());
+// on the other levels (AVX2's 8-entry table, the polynomial of SSE2 and
+// NEON) the three passes stayed ahead for every row measured up to 32 MB
+// (csrc/README.md, "Rows beyond the cache"). AVX-512's float64 rows, whose
+// exp is the polynomial, take the float threshold: not measured apart.
+constexpr int64_t kSoftmaxOnlineRowBytes = kTableEntries == 16 ? 0 : int64_t(32) << 20;
 
 template <class T>
 bool online_sized(int64_t n, RowWork work) {
@@ -163,8 +163,9 @@ void softmax_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t 
     };
     const bool done =
         op == RowOp::softmax
-            ? short_rows<ShortOp::softmax>(x, x_stride, y, y_stride, rows, n, temperature,
-                                           static_cast<T*>(nullptr), 0, one_row)
+            ? !(sizeof(T) == 4 && n == 8 * Simd<T>::lanes && block_rows_in_groups()) &&
+                  short_rows<ShortOp::softmax>(x, x_stride, y, y_stride, rows, n, temperature,
+                                               static_cast<T*>(nullptr), 0, one_row)
             : short_rows<ShortOp::log_softmax>(x, x_stride, y, y_stride, rows, n, temperature,
                                                static_cast<T*>(nullptr), 0, one_row);
     if (done) return;

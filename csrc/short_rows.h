@@ -27,8 +27,10 @@ FS_LEVEL_BEGIN
 enum class ShortOp { softmax, log_softmax, logsumexp };
 
 // Softmax rows of five to eight vectors fit two to a group where there are
-// 32 registers, and ran faster so than through the general passes; with
-// their log's chain to wait on, log_softmax and logsumexp rows did not.
+// 32 registers, and ran faster so than through the general passes on an
+// Intel core (for rows of eight full vectors on AMD's, see
+// block_rows_in_groups() in kernel_table.h); with their log's chain to wait
+// on, log_softmax and logsumexp rows did not.
 template <ShortOp kOp>
 constexpr int kShortRowVectors = kOp == ShortOp::softmax && kVectorRegisters == 32 ? 8 : 4;
 

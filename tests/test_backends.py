@@ -401,11 +401,13 @@ def test_one_step_call_into_out(log):
 @pytest.mark.parametrize("function", ["softmax", "log_softmax", "logsumexp"])
 @pytest.mark.parametrize("level", fs.info()["simd_levels"] or ["(none)"])
 def test_the_online_threshold_setting(level, function):
-    """Rows of 1 and 4 MiB with the defaults, with every row online and with
-    every row in three passes: log_softmax and logsumexp give the same bits
-    on both paths; softmax's online sum is merged from chunk sums, so its
-    values may differ in the last bit, and its defaults give the bits of the
-    level's path (online on AVX-512, three passes elsewhere).
+    """Rows of 512 KiB, 1 MiB and 4 MiB with the defaults, with every row
+    online and with every row in three passes: log_softmax and logsumexp
+    give the same bits on both paths; softmax's online sum is merged from
+    chunk sums, so its values may differ in the last bit, and its defaults
+    give the bits of the path the level and the CPU pick (AVX-512: online
+    from online_base_bytes(), 1 MiB on AMD's Zen 1 to Zen 4 and 512 KiB
+    elsewhere; the other levels: three passes up to 32 MiB).
     set_online_row_bytes(0) restores the defaults."""
     if level == "(none)":
         pytest.skip("no compiled extension")
@@ -413,7 +415,13 @@ def test_the_online_threshold_setting(level, function):
 
     previous = _core.current_level()
     assert _core.set_level(level)
+    base = _core.online_base_bytes()
+    vendor, family = _cpu_vendor()
+    if platform.machine() == "x86_64" and vendor:
+        zen1_to_zen4 = vendor == "AuthenticAMD" and family in (0x17, 0x19)
+        assert base == (1 << 20 if zen1_to_zen4 else 512 << 10)
     x = random_logits(np.random.default_rng(7), (3, 1 << 20), np.float32)
+    lengths = (1 << 17, 1 << 18, 1 << 20)
     f = getattr(fs, function)
     try:
         assert _core.online_row_bytes() == 0
@@ -421,18 +429,58 @@ def test_the_online_threshold_setting(level, function):
         for setting in (0, 1 << 18, 1 << 40):
             _core.set_online_row_bytes(setting)
             assert _core.online_row_bytes() == setting
-            results[setting] = [f(x[:, :n], axis=-1) for n in (1 << 18, 1 << 20)]
-        # softmax's defaults: online from 512 KiB on AVX-512, three passes on
-        # the other levels for rows this long (up to 32 MiB).
-        same_as_default = (1 << 18) if level == "avx512" else (1 << 40)
+            results[setting] = [f(x[:, :n], axis=-1) for n in lengths]
+        softmax_default = base if level == "avx512" else 32 << 20
         for setting in (1 << 18, 1 << 40):
-            for got, want in zip(results[setting], results[0]):
-                if function == "softmax" and setting != same_as_default:
+            for n, got, want in zip(lengths, results[setting], results[0]):
+                same_path = (4 * n >= setting) == (4 * n >= softmax_default)
+                if function == "softmax" and not same_path:
                     np.testing.assert_array_max_ulp(got, want, maxulp=2)
                 else:
-                    np.testing.assert_array_equal(got, want)
+                    np.testing.assert_array_equal(got, want, err_msg=f"n={n} setting={setting}")
     finally:
         _core.set_online_row_bytes(0)
+        _core.set_level(previous)
+
+
+@pytest.mark.parametrize("level", fs.info()["simd_levels"] or ["(none)"])
+def test_the_block_rows_setting(level):
+    """Float softmax rows of exactly eight vectors go in groups or, two at a
+    time, through the short-row kernels (block_rows_in_groups()): the same
+    bits either way, rows needing the careful exp and special rows among
+    them included. The default is on for AMD's Zen 1 to Zen 4 only, and
+    set_block_rows_in_groups(-1) restores it."""
+    if level == "(none)":
+        pytest.skip("no compiled extension")
+    from fastsoftmax import _core
+
+    previous = _core.current_level()
+    assert _core.set_level(level)
+    default = _core.block_rows_in_groups()
+    vendor, family = _cpu_vendor()
+    if platform.machine() == "x86_64" and vendor:
+        assert default == (vendor == "AuthenticAMD" and family in (0x17, 0x19))
+    rng = np.random.default_rng(12)
+    try:
+        for lanes in (4, 8, 16):
+            for n in (8 * lanes - 3, 8 * lanes):
+                x = random_logits(rng, (21, n), np.float32)
+                x[4] = np.linspace(-300.0, 0.0, n)  # subnormal exps: the careful exp
+                x[9, 3] = np.nan
+                x[15] = -np.inf
+                results = []
+                for setting in (0, 1):
+                    _core.set_block_rows_in_groups(setting)
+                    assert _core.block_rows_in_groups() == bool(setting)
+                    results.append(fs.softmax(x, axis=-1))
+                np.testing.assert_array_equal(results[1], results[0], err_msg=f"n={n}")
+                np.testing.assert_array_equal(
+                    results[0][:3], np.stack([fs.softmax(row) for row in x[:3]])
+                )
+        _core.set_block_rows_in_groups(-1)
+        assert _core.block_rows_in_groups() == default
+    finally:
+        _core.set_block_rows_in_groups(-1)
         _core.set_level(previous)
 
 
