@@ -146,6 +146,22 @@ def test_backends_are_timed_as_users_call_them(name):
     np.testing.assert_allclose(np.asarray(result), fs.softmax(case.make_input()), rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_preallocated_outputs_take_the_inputs_alignment(dtype):
+    """Every contender's out= array starts at the input's address modulo 64,
+    so no contender stores at a luckier alignment than another."""
+    block = np.empty(4096 + 64, dtype=dtype)
+    itemsize = np.dtype(dtype).itemsize
+    for skip in range(64 // itemsize):
+        x = block[skip : skip + 4096].reshape(64, 64)
+        for shape in ((64, 64), (64,), (2, 4, 8)):
+            out = _bench.output_like(x, shape)
+            assert out.shape == shape and out.dtype == x.dtype
+            assert out.flags.c_contiguous and out.flags.writeable
+            assert out.ctypes.data % 64 == x.ctypes.data % 64
+            assert not np.shares_memory(out, x)
+
+
 def test_case_selection():
     quick = _bench.select_cases(quick=True)
     assert [c.shape_text for c in quick] == list(_bench.QUICK_SHAPES)
