@@ -4,9 +4,12 @@ independent of the thread count."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -398,89 +401,18 @@ def test_one_step_call_into_out(log):
     np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("function", ["softmax", "log_softmax", "logsumexp"])
-@pytest.mark.parametrize("level", fs.info()["simd_levels"] or ["(none)"])
-def test_the_online_threshold_setting(level, function):
-    """Rows of 512 KiB, 1 MiB and 4 MiB with the defaults, with every row
-    online and with every row in three passes: log_softmax and logsumexp
-    give the same bits on both paths; softmax's online sum is merged from
-    chunk sums, so its values may differ in the last bit, and its defaults
-    give the bits of the path the level and the CPU pick (AVX-512: online
-    from online_base_bytes(), 1 MiB on AMD's Zen 1 to Zen 4 and 512 KiB
-    elsewhere; the other levels: three passes up to 32 MiB).
-    set_online_row_bytes(0) restores the defaults."""
+@contextlib.contextmanager
+def _compiled_at_level(level: str) -> Iterator[Any]:
+    """The extension module with `level` set, the previous level restored after."""
     if level == "(none)":
         pytest.skip("no compiled extension")
     from fastsoftmax import _core
 
     previous = _core.current_level()
     assert _core.set_level(level)
-    base = _core.online_base_bytes()
-    vendor, family = _cpu_vendor()
-    if platform.machine() == "x86_64" and vendor:
-        zen1_to_zen4 = vendor == "AuthenticAMD" and family in (0x17, 0x19)
-        assert base == (1 << 20 if zen1_to_zen4 else 512 << 10)
-    x = random_logits(np.random.default_rng(7), (3, 1 << 20), np.float32)
-    lengths = (1 << 17, 1 << 18, 1 << 20)
-    f = getattr(fs, function)
     try:
-        assert _core.online_row_bytes() == 0
-        results = {}
-        for setting in (0, 1 << 18, 1 << 40):
-            _core.set_online_row_bytes(setting)
-            assert _core.online_row_bytes() == setting
-            results[setting] = [f(x[:, :n], axis=-1) for n in lengths]
-        softmax_default = base if level == "avx512" else 32 << 20
-        for setting in (1 << 18, 1 << 40):
-            for n, got, want in zip(lengths, results[setting], results[0]):
-                same_path = (4 * n >= setting) == (4 * n >= softmax_default)
-                if function == "softmax" and not same_path:
-                    np.testing.assert_array_max_ulp(got, want, maxulp=2)
-                else:
-                    np.testing.assert_array_equal(got, want, err_msg=f"n={n} setting={setting}")
+        yield _core
     finally:
-        _core.set_online_row_bytes(0)
-        _core.set_level(previous)
-
-
-@pytest.mark.parametrize("level", fs.info()["simd_levels"] or ["(none)"])
-def test_the_block_rows_setting(level):
-    """Float softmax rows of exactly eight vectors go in groups or, two at a
-    time, through the short-row kernels (block_rows_in_groups()): the same
-    bits either way, rows needing the careful exp and special rows among
-    them included. The default is on for AMD's Zen 1 to Zen 4 only, and
-    set_block_rows_in_groups(-1) restores it."""
-    if level == "(none)":
-        pytest.skip("no compiled extension")
-    from fastsoftmax import _core
-
-    previous = _core.current_level()
-    assert _core.set_level(level)
-    default = _core.block_rows_in_groups()
-    vendor, family = _cpu_vendor()
-    if platform.machine() == "x86_64" and vendor:
-        assert default == (vendor == "AuthenticAMD" and family in (0x17, 0x19))
-    rng = np.random.default_rng(12)
-    try:
-        for lanes in (4, 8, 16):
-            for n in (8 * lanes - 3, 8 * lanes):
-                x = random_logits(rng, (21, n), np.float32)
-                x[4] = np.linspace(-300.0, 0.0, n)  # subnormal exps: the careful exp
-                x[9, 3] = np.nan
-                x[15] = -np.inf
-                results = []
-                for setting in (0, 1):
-                    _core.set_block_rows_in_groups(setting)
-                    assert _core.block_rows_in_groups() == bool(setting)
-                    results.append(fs.softmax(x, axis=-1))
-                np.testing.assert_array_equal(results[1], results[0], err_msg=f"n={n}")
-                np.testing.assert_array_equal(
-                    results[0][:3], np.stack([fs.softmax(row) for row in x[:3]])
-                )
-        _core.set_block_rows_in_groups(-1)
-        assert _core.block_rows_in_groups() == default
-    finally:
-        _core.set_block_rows_in_groups(-1)
         _core.set_level(previous)
 
 
@@ -502,6 +434,88 @@ def _cpu_vendor() -> tuple[str, int]:
     return vendor, family
 
 
+def _zen1_to_zen4() -> bool | None:
+    """Whether the CPU is AMD's Zen 1 to Zen 4 (families 0x17 and 0x19), whose
+    tuning defaults differ; None where /proc/cpuinfo cannot say (not x86-64)."""
+    vendor, family = _cpu_vendor()
+    if platform.machine() != "x86_64" or not vendor:
+        return None
+    return vendor == "AuthenticAMD" and family in (0x17, 0x19)
+
+
+@pytest.mark.parametrize("function", ["softmax", "log_softmax", "logsumexp"])
+@pytest.mark.parametrize("level", fs.info()["simd_levels"] or ["(none)"])
+def test_the_online_threshold_setting(level, function):
+    """Rows of 512 KiB, 1 MiB and 4 MiB with the defaults, with every row
+    online and with every row in three passes: log_softmax and logsumexp
+    give the same bits on both paths; softmax's online sum is merged from
+    chunk sums, so its values may differ in the last bit, and its defaults
+    give the bits of the path the level and the CPU pick (AVX-512: online
+    from online_base_bytes(), 1 MiB on AMD's Zen 1 to Zen 4 and 512 KiB
+    elsewhere; the other levels: three passes up to 32 MiB).
+    set_online_row_bytes(0) restores the defaults."""
+    with _compiled_at_level(level) as core:
+        base = core.online_base_bytes()
+        zen = _zen1_to_zen4()
+        if zen is not None:
+            assert base == (1 << 20 if zen else 512 << 10)
+        x = random_logits(np.random.default_rng(7), (3, 1 << 20), np.float32)
+        lengths = (1 << 17, 1 << 18, 1 << 20)
+        f = getattr(fs, function)
+        try:
+            assert core.online_row_bytes() == 0
+            results = {}
+            for setting in (0, 1 << 18, 1 << 40):
+                core.set_online_row_bytes(setting)
+                assert core.online_row_bytes() == setting
+                results[setting] = [f(x[:, :n], axis=-1) for n in lengths]
+            softmax_default = base if level == "avx512" else 32 << 20
+            for setting in (1 << 18, 1 << 40):
+                for n, got, want in zip(lengths, results[setting], results[0]):
+                    same_path = (4 * n >= setting) == (4 * n >= softmax_default)
+                    if function == "softmax" and not same_path:
+                        np.testing.assert_array_max_ulp(got, want, maxulp=2)
+                    else:
+                        np.testing.assert_array_equal(got, want, err_msg=f"n={n} {setting}")
+        finally:
+            core.set_online_row_bytes(0)
+
+
+@pytest.mark.parametrize("level", fs.info()["simd_levels"] or ["(none)"])
+def test_the_block_rows_setting(level):
+    """Float softmax rows of exactly eight vectors go in groups or, two at a
+    time, through the short-row kernels (block_rows_in_groups()): the same
+    bits either way, rows needing the careful exp and special rows among
+    them included. The default is on for AMD's Zen 1 to Zen 4 only, and
+    set_block_rows_in_groups(-1) restores it."""
+    with _compiled_at_level(level) as core:
+        default = core.block_rows_in_groups()
+        zen = _zen1_to_zen4()
+        if zen is not None:
+            assert default == zen
+        rng = np.random.default_rng(12)
+        try:
+            for lanes in (4, 8, 16):
+                for n in (8 * lanes - 3, 8 * lanes):
+                    x = random_logits(rng, (21, n), np.float32)
+                    x[4] = np.linspace(-300.0, 0.0, n)  # subnormal exps: the careful exp
+                    x[9, 3] = np.nan
+                    x[15] = -np.inf
+                    results = []
+                    for setting in (0, 1):
+                        core.set_block_rows_in_groups(setting)
+                        assert core.block_rows_in_groups() == bool(setting)
+                        results.append(fs.softmax(x, axis=-1))
+                    np.testing.assert_array_equal(results[1], results[0], err_msg=f"n={n}")
+                    np.testing.assert_array_equal(
+                        results[0][:3], np.stack([fs.softmax(row) for row in x[:3]])
+                    )
+            core.set_block_rows_in_groups(-1)
+            assert core.block_rows_in_groups() == default
+        finally:
+            core.set_block_rows_in_groups(-1)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("level", fs.info()["simd_levels"] or ["(none)"])
 def test_the_group_budget_setting(level, dtype):
@@ -509,36 +523,29 @@ def test_the_group_budget_setting(level, dtype):
     group_bytes() of input: every budget, from one row a group to eight,
     gives the same bits, rows needing the careful exp among normal ones
     included (a group takes the careful form for all its rows).
-    set_group_bytes(0) restores the CPU's default: 32 KiB on AMD cores,
-    the level's own (0) elsewhere."""
-    if level == "(none)":
-        pytest.skip("no compiled extension")
-    from fastsoftmax import _core
-
-    previous = _core.current_level()
-    assert _core.set_level(level)
-    rng = np.random.default_rng(11)
-    try:
-        default = _core.group_bytes()
-        vendor, family = _cpu_vendor()
-        if platform.machine() == "x86_64" and vendor:
-            zen1_to_zen4 = vendor == "AuthenticAMD" and family in (0x17, 0x19)
-            assert default == (32 << 10 if zen1_to_zen4 else 0)
-        for n in (100, 300, 1000, 2000, 5000):
-            x = random_logits(rng, (19, n), dtype)
-            # its smallest exps are subnormal: the careful exp for its whole group
-            x[5] = np.linspace(-300.0 if dtype == np.float32 else -1000.0, 0.0, n)
-            x[12, n // 3] = 40.0
-            results = {}
-            for budget in (1, 4 << 10, 32 << 10, 1 << 20):
-                _core.set_group_bytes(budget)
-                assert _core.group_bytes() == budget
-                results[budget] = (fs.softmax(x, axis=-1), fs.log_softmax(x, axis=-1))
-            for budget, got in results.items():
-                for values, want in zip(got, results[1]):
-                    np.testing.assert_array_equal(values, want, err_msg=f"budget {budget}")
-        _core.set_group_bytes(0)
-        assert _core.group_bytes() == default
-    finally:
-        _core.set_group_bytes(0)
-        _core.set_level(previous)
+    set_group_bytes(0) restores the CPU's default: 32 KiB on AMD's Zen 1 to
+    Zen 4, the level's own (0) elsewhere."""
+    with _compiled_at_level(level) as core:
+        rng = np.random.default_rng(11)
+        try:
+            default = core.group_bytes()
+            zen = _zen1_to_zen4()
+            if zen is not None:
+                assert default == (32 << 10 if zen else 0)
+            for n in (100, 300, 1000, 2000, 5000):
+                x = random_logits(rng, (19, n), dtype)
+                # its smallest exps are subnormal: the careful exp for its whole group
+                x[5] = np.linspace(-300.0 if dtype == np.float32 else -1000.0, 0.0, n)
+                x[12, n // 3] = 40.0
+                results = {}
+                for budget in (1, 4 << 10, 32 << 10, 1 << 20):
+                    core.set_group_bytes(budget)
+                    assert core.group_bytes() == budget
+                    results[budget] = (fs.softmax(x, axis=-1), fs.log_softmax(x, axis=-1))
+                for budget, got in results.items():
+                    for values, want in zip(got, results[1]):
+                        np.testing.assert_array_equal(values, want, err_msg=f"budget {budget}")
+            core.set_group_bytes(0)
+            assert core.group_bytes() == default
+        finally:
+            core.set_group_bytes(0)
