@@ -96,6 +96,31 @@ void logsumexp3_16bit(const Array3<const std::uint16_t>& x, const Array2<std::ui
                           bfloat);
 }
 
+// The path current_kernels() takes for contiguous rows of n elements
+// (RowKernels::row_path), by name.
+std::string row_path(std::int64_t n, bool f64, const std::string& function) {
+    RowWork work;
+    if (function == "softmax") {
+        work = RowWork::softmax;
+    } else if (function == "log_softmax") {
+        work = RowWork::log_softmax;
+    } else if (function == "logsumexp") {
+        work = RowWork::logsumexp;
+    } else {
+        throw nb::value_error("function: softmax, log_softmax or logsumexp");
+    }
+    if (n < 1) throw nb::value_error("n must be at least 1");
+    switch (current_kernels().row_path(n, f64, work)) {
+        case RowPath::short_rows:
+            return "short_rows";
+        case RowPath::groups:
+            return "groups";
+        case RowPath::online:
+            break;
+    }
+    return "online";
+}
+
 template <class T>
 void exp_nonpositive(const Array1<const T>& d, const Array1<T>& out) {
     if (d.shape(0) != out.shape(0)) throw nb::value_error("d and out sizes differ");
@@ -413,5 +438,8 @@ NB_MODULE(_core, m) {
           "whether float softmax rows of exactly eight vectors go in groups (else in registers)");
     m.def("set_block_rows_in_groups", &set_block_rows_in_groups, "setting"_a,
           "1: in groups, 0: in registers, -1: the CPU's default");
+    m.def("row_path", &row_path, "n"_a, "f64"_a, "function"_a,
+          "the path of contiguous rows of n floats (f64: doubles) on the current level: "
+          "'short_rows', 'groups' or 'online'");
     m.def("get_num_threads", &get_num_threads);
 }

@@ -49,8 +49,10 @@ X86Features x86_features() {
 }
 
 // AMD's Zen 1 to Zen 4 cores (families 0x17 and 0x19): 32 KiB of L1 data
-// and 512 KiB or more of L2 a core, the caches the larger groups were
-// measured on. Zen 5 (48 KiB L1) and the cores before Zen keep the level's own.
+// and 512 KiB or more of L2 a core, the caches their tuning defaults were
+// measured on (the group budget, the online threshold, the block rows; in
+// kernel_table.h). Zen 5 (48 KiB L1) and the cores before Zen keep the
+// others' defaults.
 bool cpu_is_zen1_to_zen4() {
     unsigned a, b, c, d;
     if (!__get_cpuid(0, &a, &b, &c, &d) || b != signature_AMD_ebx || c != signature_AMD_ecx ||
@@ -111,7 +113,6 @@ const RowKernels* best_kernels() {
 std::atomic<const RowKernels*> g_kernels{best_kernels()};
 std::atomic<std::int64_t> g_online_row_bytes{0};  // 0: the defaults
 std::atomic<std::int64_t> g_group_bytes{default_group_bytes()};
-const std::int64_t g_online_base_bytes = default_online_base_bytes();
 std::atomic<bool> g_block_rows_in_groups{default_block_rows_in_groups()};
 
 }  // namespace
@@ -142,7 +143,10 @@ void set_online_row_bytes(std::int64_t bytes) {
     g_online_row_bytes.store(std::max<std::int64_t>(bytes, 0));
 }
 
-std::int64_t online_base_bytes() { return g_online_base_bytes; }
+std::int64_t online_base_bytes() {
+    static const std::int64_t base = default_online_base_bytes();  // set at first use
+    return base;
+}
 
 std::int64_t group_bytes() { return g_group_bytes.load(std::memory_order_relaxed); }
 void set_group_bytes(std::int64_t bytes) {

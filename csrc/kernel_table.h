@@ -18,8 +18,9 @@
 //           rows, column sweep, online rows): one summation order. The
 //           one exception, softmax rows that take the online algorithm
 //           (their sum merged from chunk sums, last bits apart from the
-//           three passes'), follows from the row's length and the level
-//           alone (takes_online_path), never from the layout or threads.
+//           three passes'), follows from the row's length, the level and
+//           the CPU's online threshold alone (takes_online_path,
+//           online_base_bytes()), never from the layout or threads.
 //   T       temperature, positive and finite (the Python layer checks it).
 #pragma once
 
@@ -78,19 +79,22 @@ void set_group_bytes(std::int64_t bytes);
 // Float softmax rows of exactly eight vectors (128 floats with AVX-512) fit
 // both the short-row kernels (short_rows.h: two rows at a time, in
 // registers) and the groups' exp loop unrolled whole for that length
-// (row_groups.h). Where block_rows_in_groups() is true they go in groups:
-// the default on AMD's Zen 1 to Zen 4 (dispatch.cpp), where the groups ran
-// them faster, the short-row kernels waiting on their latencies; on an Intel
-// core the short-row kernels were the faster. Other lengths keep their
-// paths either way, and both paths give the same bits.
+// (row_groups.h) where there are 32 vector registers (AVX-512, NEON; on the
+// other levels eight vectors are beyond the short-row kernels anyway). Where
+// block_rows_in_groups() is true they go in groups: the default on AMD's
+// Zen 1 to Zen 4 (dispatch.cpp; in effect on Zen 4, the one with AVX-512),
+// where the groups ran them faster from two rows a call, the short-row
+// kernels waiting on their latencies; on an Intel core the short-row kernels
+// were the faster. Other lengths keep their paths either way, and both paths
+// give the same bits (RowKernels::row_path says which a length takes).
 // set_block_rows_in_groups(s): s > 0 on, s == 0 off, s < 0 the CPU's
 // default; a setting for tests and tuning.
 bool block_rows_in_groups();
 void set_block_rows_in_groups(int setting);
 
 // Whether a row of `row_bytes` takes the online algorithm, on a level whose
-// softmax default is `softmax_default`. The one rule for the row kernels
-// and for the batch's choice of path.
+// softmax default is `softmax_default` (0: online_base_bytes()). The one
+// rule for the row kernels and for the batch's choice of path.
 inline bool takes_online_path(std::int64_t row_bytes, RowWork work,
                               std::int64_t softmax_default) {
     const std::int64_t setting = online_row_bytes();
@@ -110,10 +114,21 @@ inline bool takes_online_path(std::int64_t row_bytes, RowWork work,
 // rows do not stream.)
 constexpr std::int64_t kStreamingBytes = std::int64_t(16) << 20;
 
+// The path the rows entries below (softmax_rows, logsumexp_rows) take for
+// rows of n elements, by length alone: in registers a few rows at a time
+// (short_rows.h), in groups in cache (row_groups.h), or online
+// (online_rows.h). A row the short-row kernels find special goes through
+// the groups' passes on its own.
+enum class RowPath : int { short_rows = 0, groups = 1, online = 2 };
+
 struct RowKernels {
     const char* level;  // "avx512", "avx2", "avx2_wide", "sse2", "neon", "generic"
-    // Where softmax rows take the online algorithm by default (above).
+    // Where softmax rows take the online algorithm by default (above; 0:
+    // online_base_bytes(), as log_softmax rows).
     std::int64_t softmax_online_row_bytes;
+    // The path of rows of n elements of float (f64 false) or double: the
+    // one choice softmax_rows and logsumexp_rows make (for tests and tools).
+    RowPath (*row_path)(std::int64_t n, bool f64, RowWork work);
 
     // y = softmax (or log_softmax) of x / temperature along one row.
     // Passes: a row in cache reads x twice and y once and writes y twice
@@ -135,9 +150,9 @@ struct RowKernels {
                                 double temperature);
 
     // `rows` contiguous rows without a mask, row r at x + r * x_stride (y
-    // likewise): softmax_row on each, except that rows of at most four
-    // vectors are computed a few at a time in registers (one read, one
-    // write; the same bits). With `stream`, online rows write y with
+    // likewise): softmax_row on each, except that short rows (row_path) are
+    // computed a few at a time in registers (one read, one write; the same
+    // bits). With `stream`, online rows write y with
     // streaming stores, past the caches (the same bits; for calls whose y
     // is larger than kStreamingBytes).
     void (*softmax_rows_f32)(const float* x, std::int64_t x_stride, float* y,

@@ -146,12 +146,33 @@ void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int
     }
 }
 
-// Short rows a few at a time where n suits them, in-cache rows in groups,
-// online rows one by one.
+// Rows of n elements take the short-row kernels where they hold n (softmax
+// rows of up to kShortRowVectors vectors, except those block_rows_in_groups()
+// sends to the groups), the groups in cache, or the online path.
+template <class T>
+RowPath row_path_of(int64_t n, RowWork work) {
+    if (online_sized<T>(n, work)) return RowPath::online;
+    constexpr int64_t L = Simd<T>::lanes;
+    const int64_t vectors = (n + L - 1) / L;
+    if (work == RowWork::softmax) {
+        const bool block_row = sizeof(T) == 4 && n == 8 * L && block_rows_in_groups();
+        return vectors <= kShortRowVectors<ShortOp::softmax> && !block_row ? RowPath::short_rows
+                                                                           : RowPath::groups;
+    }
+    return vectors <= kShortRowVectors<ShortOp::log_softmax> ? RowPath::short_rows
+                                                            : RowPath::groups;
+}
+
+RowPath row_path(int64_t n, bool f64, RowWork work) {
+    return f64 ? row_path_of<double>(n, work) : row_path_of<float>(n, work);
+}
+
+// Short rows a few at a time, in-cache rows in groups, online rows one by one.
 template <class T>
 void softmax_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows, int64_t n,
                   double temperature, RowOp op, bool stream) {
-    if (online_sized<T>(n, row_work(op))) {
+    const RowPath path = row_path_of<T>(n, row_work(op));
+    if (path == RowPath::online) {
         for (int64_t r = 0; r < rows; ++r) {
             softmax_row_online(x + r * x_stride, y + r * y_stride, nullptr, n, temperature, op,
                                stream);
@@ -161,14 +182,16 @@ void softmax_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t 
     const auto one_row = [&](int64_t r) {
         softmax_row_in_cache(x + r * x_stride, y + r * y_stride, nullptr, n, temperature, op);
     };
-    const bool done =
-        op == RowOp::softmax
-            ? !(sizeof(T) == 4 && n == 8 * Simd<T>::lanes && block_rows_in_groups()) &&
-                  short_rows<ShortOp::softmax>(x, x_stride, y, y_stride, rows, n, temperature,
-                                               static_cast<T*>(nullptr), 0, one_row)
-            : short_rows<ShortOp::log_softmax>(x, x_stride, y, y_stride, rows, n, temperature,
-                                               static_cast<T*>(nullptr), 0, one_row);
-    if (done) return;
+    if (path == RowPath::short_rows) {
+        if (op == RowOp::softmax) {
+            short_rows<ShortOp::softmax>(x, x_stride, y, y_stride, rows, n, temperature,
+                                         static_cast<T*>(nullptr), 0, one_row);
+        } else {
+            short_rows<ShortOp::log_softmax>(x, x_stride, y, y_stride, rows, n, temperature,
+                                             static_cast<T*>(nullptr), 0, one_row);
+        }
+        return;
+    }
     const int64_t budget = group_bytes();
     const int64_t group = group_rows<T>(n, budget > 0 ? budget : kGroupBytes);
     CarriedRow<T> carried[kGroupRows] = {};
@@ -207,7 +230,8 @@ void logsumexp_row_group(const T* x, int64_t x_stride, T* out, int64_t out_step,
 template <class T>
 void logsumexp_rows(const T* x, int64_t x_stride, T* out, int64_t out_step, int64_t rows,
                     int64_t n, double temperature) {
-    if (online_sized<T>(n, RowWork::logsumexp)) {
+    const RowPath path = row_path_of<T>(n, RowWork::logsumexp);
+    if (path == RowPath::online) {
         for (int64_t r = 0; r < rows; ++r) {
             out[r * out_step] =
                 static_cast<T>(logsumexp_row_online(x + r * x_stride, nullptr, n, temperature));
@@ -218,8 +242,9 @@ void logsumexp_rows(const T* x, int64_t x_stride, T* out, int64_t out_step, int6
         out[r * out_step] =
             static_cast<T>(logsumexp_row_in_cache(x + r * x_stride, nullptr, n, temperature));
     };
-    if (short_rows<ShortOp::logsumexp>(x, x_stride, static_cast<T*>(nullptr), 0, rows, n,
-                                       temperature, out, out_step, one_row)) {
+    if (path == RowPath::short_rows) {
+        short_rows<ShortOp::logsumexp>(x, x_stride, static_cast<T*>(nullptr), 0, rows, n,
+                                       temperature, out, out_step, one_row);
         return;
     }
     const int64_t group = group_rows<T>(n, kReadOnlyGroupBytes);
@@ -242,6 +267,7 @@ extern const RowKernels kernels;
 const RowKernels kernels = {
     .level = FS_STRINGIFY(FASTSOFTMAX_LEVEL),
     .softmax_online_row_bytes = kSoftmaxOnlineRowBytes,
+    .row_path = &row_path,
     .softmax_row_f32 = &softmax_row<float>,
     .softmax_row_f64 = &softmax_row<double>,
     .logsumexp_row_f32 = &logsumexp_row<float>,

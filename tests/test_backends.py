@@ -462,6 +462,15 @@ def test_the_online_threshold_setting(level, function):
         x = random_logits(np.random.default_rng(7), (3, 1 << 20), np.float32)
         lengths = (1 << 17, 1 << 18, 1 << 20)
         f = getattr(fs, function)
+        # The path each length takes by default: from the base (4 x 512 KiB
+        # for logsumexp on every CPU; 32 MiB for softmax below AVX-512).
+        threshold = {"log_softmax": base, "logsumexp": 2 << 20}.get(
+            function, base if level == "avx512" else 32 << 20
+        )
+        for n in (*lengths, threshold // 4 - 1, threshold // 4):
+            online = core.row_path(n, False, function) == "online"
+            assert online == (4 * n >= threshold), n
+            assert (core.row_path(n // 2, True, function) == "online") == online, n
         try:
             assert core.online_row_bytes() == 0
             results = {}
@@ -493,23 +502,45 @@ def test_the_block_rows_setting(level):
         zen = _zen1_to_zen4()
         if zen is not None:
             assert default == zen
+
+        def short_limit(function: str, f64: bool = False) -> int:
+            return max(n for n in range(1, 300) if core.row_path(n, f64, function) == "short_rows")
+
+        # logsumexp's short rows are four vectors on every level: the lanes
+        lanes = short_limit("logsumexp") // 4
+        assert lanes in (4, 8, 16)
+        block = 8 * lanes
         rng = np.random.default_rng(12)
         try:
-            for lanes in (4, 8, 16):
-                for n in (8 * lanes - 3, 8 * lanes):
-                    x = random_logits(rng, (21, n), np.float32)
-                    x[4] = np.linspace(-300.0, 0.0, n)  # subnormal exps: the careful exp
-                    x[9, 3] = np.nan
-                    x[15] = -np.inf
-                    results = []
-                    for setting in (0, 1):
-                        core.set_block_rows_in_groups(setting)
-                        assert core.block_rows_in_groups() == bool(setting)
-                        results.append(fs.softmax(x, axis=-1))
-                    np.testing.assert_array_equal(results[1], results[0], err_msg=f"n={n}")
-                    np.testing.assert_array_equal(
-                        results[0][:3], np.stack([fs.softmax(row) for row in x[:3]])
-                    )
+            core.set_block_rows_in_groups(0)
+            eight_short = short_limit("softmax") == block  # 32 vector registers
+            paths = {}
+            for setting in (0, 1):
+                core.set_block_rows_in_groups(setting)
+                assert core.block_rows_in_groups() == bool(setting)
+                paths[setting] = [core.row_path(n, False, "softmax") for n in range(1, 300)]
+                # double rows of eight vectors keep their path
+                assert core.row_path(block // 2, True, "softmax") == (
+                    "short_rows" if eight_short else "groups"
+                )
+            changed = [n for n in range(1, 300) if paths[0][n - 1] != paths[1][n - 1]]
+            assert changed == ([block] if eight_short else [])
+            if eight_short:
+                assert paths[1][block - 1] == "groups"
+                assert paths[1][block - 2] == "short_rows"
+            for n in (block - 3, block):
+                x = random_logits(rng, (21, n), np.float32)
+                x[4] = np.linspace(-300.0, 0.0, n)  # subnormal exps: the careful exp
+                x[9, 3] = np.nan
+                x[15] = -np.inf
+                results = []
+                for setting in (0, 1):
+                    core.set_block_rows_in_groups(setting)
+                    results.append(fs.softmax(x, axis=-1))
+                np.testing.assert_array_equal(results[1], results[0], err_msg=f"n={n}")
+                np.testing.assert_array_equal(
+                    results[0][:3], np.stack([fs.softmax(row) for row in x[:3]])
+                )
             core.set_block_rows_in_groups(-1)
             assert core.block_rows_in_groups() == default
         finally:

@@ -160,6 +160,9 @@ def test_preallocated_outputs_take_the_inputs_alignment(dtype):
             assert out.flags.c_contiguous and out.flags.writeable
             assert out.ctypes.data % 64 == x.ctypes.data % 64
             assert not np.shares_memory(out, x)
+    odd = np.frombuffer(bytearray(8 * itemsize + 1), dtype=np.uint8)[1:].view(dtype)
+    with pytest.raises(ValueError, match="item size"):
+        _bench.output_like(odd, odd.shape)
 
 
 def test_case_selection():
@@ -444,6 +447,14 @@ def test_machine_info_names_cpu_family_and_model(tmp_path, capsys):
     assert (machine["cpu_family"], machine["cpu_model"]) == (family, model)
     named = f"{machine['cpu']} (family {family}, model {model}, "
     assert _bench.cpu_text(machine).startswith(named)
+    if "cpp" in fs.info()["backends"]:  # the defaults the kernels chose for this CPU
+        from fastsoftmax import _core
+
+        assert machine["kernel_tuning"] == {
+            "group_bytes": _core.group_bytes(),
+            "online_base_bytes": _core.online_base_bytes(),
+            "block_rows_in_groups": _core.block_rows_in_groups(),
+        }
     # In the header of a run, plain and markdown, with the SIMD level it ran.
     for extra in ((), ("--markdown",)):
         _bench_json(tmp_path, "run.json", *extra)

@@ -200,6 +200,8 @@ def output_like(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     the one NumPy gave the input: for large arrays usually 16 bytes past a
     line, not a lucky or unlucky draw of its own."""
     size, itemsize = math.prod(shape), x.dtype.itemsize
+    if x.ctypes.data % itemsize:
+        raise ValueError("x is not aligned to its item size: no output can share its offset")
     block = np.empty(size + 64 // itemsize, dtype=x.dtype)
     start = ((x.ctypes.data - block.ctypes.data) % 64) // itemsize
     return block[start : start + size].reshape(shape)
@@ -694,6 +696,21 @@ def machine_info() -> dict[str, Any]:
         "simd_level": info["simd_level"],
         "simd_levels": list(info["simd_levels"]),
         "backends": list(info["backends"]),
+        "kernel_tuning": _kernel_tuning(),
+    }
+
+
+def _kernel_tuning() -> dict[str, Any]:
+    """The compiled kernels' CPU-dependent defaults, which the timings depend
+    on (kernel_table.h; empty without the extension)."""
+    try:
+        from fastsoftmax import _core
+    except ImportError:
+        return {}
+    return {
+        "group_bytes": _core.group_bytes(),
+        "online_base_bytes": _core.online_base_bytes(),
+        "block_rows_in_groups": _core.block_rows_in_groups(),
     }
 
 
