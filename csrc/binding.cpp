@@ -9,6 +9,7 @@
 #include <nanobind/stl/vector.h>
 
 #include <cstddef>
+#include <limits>
 #include <mutex>
 #include <utility>
 
@@ -109,7 +110,9 @@ std::string row_path(std::int64_t n, bool f64, const std::string& function) {
     } else {
         throw nb::value_error("function: softmax, log_softmax or logsumexp");
     }
-    if (n < 1) throw nb::value_error("n must be at least 1");
+    if (n < 1 || n > std::numeric_limits<std::int64_t>::max() / 8) {
+        throw nb::value_error("n must be at least 1 and its bytes fit int64");
+    }
     switch (current_kernels().row_path(n, f64, work)) {
         case RowPath::short_rows:
             return "short_rows";
@@ -439,7 +442,7 @@ NB_MODULE(_core, m) {
     m.def("set_block_rows_in_groups", &set_block_rows_in_groups, "setting"_a,
           "1: in groups, 0: in registers, -1: the CPU's default");
     m.def("row_path", &row_path, "n"_a, "f64"_a, "function"_a,
-          "the path of contiguous rows of n floats (f64: doubles) on the current level: "
+          "the path of contiguous unmasked rows of n floats (f64: doubles) on the current level: "
           "'short_rows', 'groups' or 'online'");
     m.def("get_num_threads", &get_num_threads);
 }

@@ -115,7 +115,8 @@ inline bool takes_online_path(std::int64_t row_bytes, RowWork work,
 constexpr std::int64_t kStreamingBytes = std::int64_t(16) << 20;
 
 // The path the rows entries below (softmax_rows, logsumexp_rows) take for
-// rows of n elements, by length alone: in registers a few rows at a time
+// contiguous unmasked rows of n elements, by length, level, CPU and the
+// settings above, never by layout or threads: in registers a few rows at a time
 // (short_rows.h), in groups in cache (row_groups.h), or online
 // (online_rows.h). A row the short-row kernels find special goes through
 // the groups' passes on its own.

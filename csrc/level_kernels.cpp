@@ -146,21 +146,27 @@ void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int
     }
 }
 
-// Rows of n elements take the short-row kernels where they hold n (softmax
-// rows of up to kShortRowVectors vectors, except those block_rows_in_groups()
-// sends to the groups), the groups in cache, or the online path.
+// Contiguous unmasked rows of n >= 1 elements take the short-row kernels
+// where those hold n (short_rows_hold: softmax, log_softmax and logsumexp
+// rows of a few vectors; softmax rows of eight that block_rows_in_groups()
+// sends to the groups aside), the groups in cache, or the online path.
 template <class T>
 RowPath row_path_of(int64_t n, RowWork work) {
     if (online_sized<T>(n, work)) return RowPath::online;
-    constexpr int64_t L = Simd<T>::lanes;
-    const int64_t vectors = (n + L - 1) / L;
-    if (work == RowWork::softmax) {
-        const bool block_row = sizeof(T) == 4 && n == 8 * L && block_rows_in_groups();
-        return vectors <= kShortRowVectors<ShortOp::softmax> && !block_row ? RowPath::short_rows
-                                                                           : RowPath::groups;
+    bool held = false;
+    switch (work) {
+        case RowWork::softmax:
+            held = short_rows_hold<ShortOp::softmax, T>(n) &&
+                   !(sizeof(T) == 4 && n == 8 * Simd<T>::lanes && block_rows_in_groups());
+            break;
+        case RowWork::log_softmax:
+            held = short_rows_hold<ShortOp::log_softmax, T>(n);
+            break;
+        case RowWork::logsumexp:
+            held = short_rows_hold<ShortOp::logsumexp, T>(n);
+            break;
     }
-    return vectors <= kShortRowVectors<ShortOp::log_softmax> ? RowPath::short_rows
-                                                            : RowPath::groups;
+    return held ? RowPath::short_rows : RowPath::groups;
 }
 
 RowPath row_path(int64_t n, bool f64, RowWork work) {
@@ -171,6 +177,7 @@ RowPath row_path(int64_t n, bool f64, RowWork work) {
 template <class T>
 void softmax_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows, int64_t n,
                   double temperature, RowOp op, bool stream) {
+    if (n <= 0) return;  // nothing to write (the Python layer sends no such rows)
     const RowPath path = row_path_of<T>(n, row_work(op));
     if (path == RowPath::online) {
         for (int64_t r = 0; r < rows; ++r) {
@@ -182,14 +189,12 @@ void softmax_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t 
     const auto one_row = [&](int64_t r) {
         softmax_row_in_cache(x + r * x_stride, y + r * y_stride, nullptr, n, temperature, op);
     };
-    if (path == RowPath::short_rows) {
-        if (op == RowOp::softmax) {
-            short_rows<ShortOp::softmax>(x, x_stride, y, y_stride, rows, n, temperature,
-                                         static_cast<T*>(nullptr), 0, one_row);
-        } else {
-            short_rows<ShortOp::log_softmax>(x, x_stride, y, y_stride, rows, n, temperature,
-                                             static_cast<T*>(nullptr), 0, one_row);
-        }
+    if (path == RowPath::short_rows &&
+        (op == RowOp::softmax
+             ? short_rows<ShortOp::softmax>(x, x_stride, y, y_stride, rows, n, temperature,
+                                            static_cast<T*>(nullptr), 0, one_row)
+             : short_rows<ShortOp::log_softmax>(x, x_stride, y, y_stride, rows, n, temperature,
+                                                static_cast<T*>(nullptr), 0, one_row))) {
         return;
     }
     const int64_t budget = group_bytes();
@@ -230,6 +235,12 @@ void logsumexp_row_group(const T* x, int64_t x_stride, T* out, int64_t out_step,
 template <class T>
 void logsumexp_rows(const T* x, int64_t x_stride, T* out, int64_t out_step, int64_t rows,
                     int64_t n, double temperature) {
+    if (n <= 0) {  // an empty sum (the Python layer never sends such rows)
+        for (int64_t r = 0; r < rows; ++r) {
+            out[r * out_step] = -std::numeric_limits<T>::infinity();
+        }
+        return;
+    }
     const RowPath path = row_path_of<T>(n, RowWork::logsumexp);
     if (path == RowPath::online) {
         for (int64_t r = 0; r < rows; ++r) {
@@ -242,9 +253,9 @@ void logsumexp_rows(const T* x, int64_t x_stride, T* out, int64_t out_step, int6
         out[r * out_step] =
             static_cast<T>(logsumexp_row_in_cache(x + r * x_stride, nullptr, n, temperature));
     };
-    if (path == RowPath::short_rows) {
+    if (path == RowPath::short_rows &&
         short_rows<ShortOp::logsumexp>(x, x_stride, static_cast<T*>(nullptr), 0, rows, n,
-                                       temperature, out, out_step, one_row);
+                                       temperature, out, out_step, one_row)) {
         return;
     }
     const int64_t group = group_rows<T>(n, kReadOnlyGroupBytes);

@@ -328,12 +328,19 @@ void short_rows_of(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t
     }
 }
 
-// True when n suits the short-row kernels (then they did every row).
+// Whether rows of n elements suit the short-row kernels of kOp.
+template <ShortOp kOp, class T>
+constexpr bool short_rows_hold(int64_t n) {
+    return n > 0 && (n + Simd<T>::lanes - 1) / Simd<T>::lanes <= kShortRowVectors<kOp>;
+}
+
+// True when n suits the short-row kernels (short_rows_hold; then they did
+// every row), false having done nothing.
 template <ShortOp kOp, class T, class General>
 bool short_rows(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows, int64_t n,
                 double temperature, T* logsumexp, int64_t ls_step, const General& general) {
     const int64_t vectors = (n + Simd<T>::lanes - 1) / Simd<T>::lanes;
-    if (n <= 0 || vectors > kShortRowVectors<kOp>) return false;
+    if (!short_rows_hold<kOp, T>(n)) return false;
     [&]<int... m>(std::integer_sequence<int, m...>) {
         // Rows whose last vector is full take a kernel compiled for that:
         // otherwise the lanes of the last vector are picked by blends, on

@@ -467,12 +467,12 @@ def test_the_online_threshold_setting(level, function):
         threshold = {"log_softmax": base, "logsumexp": 2 << 20}.get(
             function, base if level == "avx512" else 32 << 20
         )
-        for n in (*lengths, threshold // 4 - 1, threshold // 4):
-            online = core.row_path(n, False, function) == "online"
-            assert online == (4 * n >= threshold), n
-            assert (core.row_path(n // 2, True, function) == "online") == online, n
         try:
             assert core.online_row_bytes() == 0
+            for n in (*lengths, threshold // 4 - 1, threshold // 4):
+                online = core.row_path(n, False, function) == "online"
+                assert online == (4 * n >= threshold), n
+                assert (core.row_path(n // 2, True, function) == "online") == online, n
             results = {}
             for setting in (0, 1 << 18, 1 << 40):
                 core.set_online_row_bytes(setting)
@@ -508,12 +508,13 @@ def test_the_block_rows_setting(level):
 
         # logsumexp's short rows are four vectors on every level: the lanes
         lanes = short_limit("logsumexp") // 4
-        assert lanes in (4, 8, 16)
+        assert lanes == {"avx512": 16, "avx2_wide": 16, "avx2": 8}.get(level, 4)
         block = 8 * lanes
         rng = np.random.default_rng(12)
         try:
             core.set_block_rows_in_groups(0)
-            eight_short = short_limit("softmax") == block  # 32 vector registers
+            eight_short = short_limit("softmax") == block
+            assert eight_short == (level in ("avx512", "neon"))  # 32 vector registers
             paths = {}
             for setting in (0, 1):
                 core.set_block_rows_in_groups(setting)
@@ -545,6 +546,25 @@ def test_the_block_rows_setting(level):
             assert core.block_rows_in_groups() == default
         finally:
             core.set_block_rows_in_groups(-1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("level", fs.info()["simd_levels"] or ["(none)"])
+def test_the_row_kernels_take_rows_of_no_elements(level, dtype):
+    """Contiguous rows of no elements straight into the extension: logsumexp
+    writes -inf (an empty sum), softmax writes nothing. They once left
+    logsumexp's output as it was (and before that divided by zero)."""
+    with _compiled_at_level(level) as core:
+        x = np.lib.stride_tricks.as_strided(
+            np.zeros(1, dtype), shape=(2, 3, 0), strides=(3 * 4, 4, 4), writeable=False
+        )
+        out = np.full((2, 3), 7.0, dtype)
+        core.logsumexp(x, out, None, 1.0)
+        np.testing.assert_array_equal(out, np.full((2, 3), -np.inf, dtype))
+        y = np.empty((2, 3, 0), dtype)
+        core.softmax(x, y, None, 1.0, False)
+        with pytest.raises(ValueError):
+            core.row_path(0, dtype == np.float64, "softmax")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

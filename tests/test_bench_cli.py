@@ -454,6 +454,7 @@ def test_machine_info_names_cpu_family_and_model(tmp_path, capsys):
             "group_bytes": _core.group_bytes(),
             "online_base_bytes": _core.online_base_bytes(),
             "block_rows_in_groups": _core.block_rows_in_groups(),
+            "online_row_bytes": _core.online_row_bytes(),
         }
     # In the header of a run, plain and markdown, with the SIMD level it ran.
     for extra in ((), ("--markdown",)):

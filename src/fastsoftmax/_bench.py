@@ -701,8 +701,9 @@ def machine_info() -> dict[str, Any]:
 
 
 def _kernel_tuning() -> dict[str, Any]:
-    """The compiled kernels' CPU-dependent defaults, which the timings depend
-    on (kernel_table.h; empty without the extension)."""
+    """The compiled kernels' CPU-dependent settings as the run found them (the
+    CPU's defaults unless a caller changed them), which the timings depend on
+    (kernel_table.h; empty without the extension)."""
     try:
         from fastsoftmax import _core
     except ImportError:
@@ -711,6 +712,7 @@ def _kernel_tuning() -> dict[str, Any]:
         "group_bytes": _core.group_bytes(),
         "online_base_bytes": _core.online_base_bytes(),
         "block_rows_in_groups": _core.block_rows_in_groups(),
+        "online_row_bytes": _core.online_row_bytes(),
     }
 
 
