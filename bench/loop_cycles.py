@@ -150,7 +150,7 @@ def hot_loop(
 # bound by it. Zen 1 runs it as a few in-lane operations (it splits 256-bit
 # work into two 128-bit halves), so here it stands as three dependent in-lane
 # permutes: three operations and three cycles of latency on that model.
-VPERMPS = re.compile(r"vpermps\s+([^,]+),\s*(%ymm\d+),\s*(%ymm\d+)$")
+VPERMPS = re.compile(r"vpermps\s+(.+?),\s*(%ymm\d+),\s*(%ymm\d+)$")
 
 
 def for_model(asm: list[str], mcpu: str) -> list[str]:
