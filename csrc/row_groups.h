@@ -122,11 +122,14 @@ void log_sums_of(const PendingRow<T>* pending, const bool* open, int64_t rows, d
 // its rows are scanned there instead (where the exp keeps NaN: their scans
 // have no NaN flag), each by the exp loop of the row as far up. With log_sum
 // (split sums: log_softmax, logsumexp), log(sum) of each row goes there.
-template <class T, Stored kStore, bool kSplit>
-void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows,
-                    int64_t n, const bool* open, PendingRow<T>* pending,
-                    CarriedRow<T>* carried, bool ahead, ScansAhead<T>* scans_ahead,
-                    double* log_sum = nullptr) {
+// kAtLines: rows whose y starts off a 64-byte line run their exp loops at y's
+// lines (runs_at_lines), in an instance of their own: compiled into the same
+// functions, the loops of short rows beside them came out 3-5% slower.
+template <class T, Stored kStore, bool kSplit, bool kAtLines>
+FS_INLINE void group_exp_sums_of(
+    const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows, int64_t n,
+    const bool* open, PendingRow<T>* pending, CarriedRow<T>* carried, bool ahead,
+    ScansAhead<T>* scans_ahead, double* log_sum) {
     static_assert(!kScansAhead<T, true> || kExpKeepsNaN<T>);
     constexpr bool kScans = kScansAhead<T, kStore == Stored::exp>;
     if constexpr (kScans) {
@@ -176,7 +179,7 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
                 if constexpr (sizeof(T) == 4) {
                     const auto with_n = [&](int64_t count) FS_INLINE_LAMBDA {
                         return exp_sums_impl<T, kSubnormal, kScaled, kStore, kSplit, false,
-                                             kCarried, kCloseLate, kScans>(
+                                             kCarried, kCloseLate, kScans, kAtLines>(
                             row_x, row_y, nullptr, count, pending[r].max, scale, other, next);
                     };
                     if (end < n) return with_n(end);
@@ -247,6 +250,20 @@ void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_
     if (kSplit && log_sum != nullptr && rows % kLogLanes != 0) {
         const int64_t first = rows - rows % kLogLanes;
         log_sums_of(pending + first, open + first, rows - first, log_sum + first);
+    }
+}
+
+template <class T, Stored kStore, bool kSplit>
+void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows,
+                    int64_t n, const bool* open, PendingRow<T>* pending,
+                    CarriedRow<T>* carried, bool ahead, ScansAhead<T>* scans_ahead,
+                    double* log_sum = nullptr) {
+    if (runs_at_lines<T, kStore>(x, y, n)) {
+        group_exp_sums_of<T, kStore, kSplit, true>(x, x_stride, y, y_stride, rows, n, open,
+                                                   pending, carried, ahead, scans_ahead, log_sum);
+    } else {
+        group_exp_sums_of<T, kStore, kSplit, false>(x, x_stride, y, y_stride, rows, n, open,
+                                                    pending, carried, ahead, scans_ahead, log_sum);
     }
 }
 

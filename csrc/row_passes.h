@@ -263,15 +263,91 @@ struct OpenSums {
     }
 };
 
+#if defined(__AVX512F__)
+// softmax's float rows on AVX-512 whose x and y start at the same place off
+// a 64-byte line (NumPy's arrays usually sit 16 bytes past one) run their exp
+// loop at y's lines (exp_sums_impl): at the row's own offsets every 64-byte
+// load and store spans two lines. The row's lanes then sit rotated by y's
+// offset in the vectors, and the sums follow them (RotatedSums), so that every
+// term still goes into the lane and slot of sums.h's order: the same bits as
+// the loop at the row's offsets. Rows shorter than a chunk keep that loop
+// (the rotation's head, end and fix-up cost them more than the aligned stores
+// saved), and so do log_softmax's rows (csrc/README.md).
+template <class T, Stored kStore, bool kMasked>
+constexpr bool kAlignsStores = sizeof(T) == 4 && kStore == Stored::exp && !kMasked &&
+                               Simd<T>::lanes == 16;
+
+// Where y's row starts in its 64-byte line, in floats (0: on a line, or off
+// the float grid; either keeps the loop at the row's offsets).
+FS_INLINE int64_t lanes_past_line(const float* y) {
+    const auto address = reinterpret_cast<std::uintptr_t>(y);
+    return address % 4 == 0 ? int64_t(address % 64 / 4) : 0;
+}
+#endif
+
+// Rows of n at x and y whose exp pass runs at y's lines (kAlignsStores).
+template <class T, Stored kStore>
+bool runs_at_lines(const T* x, const T* y, int64_t n) {
+#if defined(__AVX512F__)
+    if constexpr (kAlignsStores<T, kStore, false>) {
+        return n >= kChunk<T> && lanes_past_line(y) != 0 &&
+               (reinterpret_cast<std::uintptr_t>(x) - reinterpret_cast<std::uintptr_t>(y)) % 64 == 0;
+    }
+#endif
+    (void)x, (void)y, (void)n;
+    return false;
+}
+
+#if defined(__AVX512F__)
+
+// The four sum slots of exp_sums_impl in vectors at y's lines, s floats past
+// the row's start: lane L of slot k holds lane (L - s) mod 16 of the row's
+// slot k where L >= s, and of slot k - 1 (mod 4) where L < s (the vector at
+// y's lines that starts with block vector k's lanes ends with lanes of the
+// vector before it). `low` marks the lanes L < s, `back` puts lanes back in
+// the row's order.
+struct RotatedSums {
+    __m512 slot[4];
+    __mmask16 low;
+    __m512i back;
+
+    // The chunk's partial sum, (slot0 + slot1) + (slot2 + slot3) of the
+    // row's slots in each lane (float addition commutes), in the rotated
+    // lanes. Totals kept in rotated lanes give the row's total bit for bit:
+    // lane j meets lane j + 8 (then + 4, + 2, + 1) in the row's order and
+    // in any rotation of it.
+    FS_INLINE __m512 partial() const {
+        const __m512 first = _mm512_mask_add_ps(_mm512_add_ps(slot[0], slot[1]), low, slot[1],
+                                                slot[2]);
+        const __m512 second = _mm512_mask_add_ps(_mm512_add_ps(slot[2], slot[3]), low, slot[3],
+                                                 slot[0]);
+        return _mm512_add_ps(first, second);
+    }
+    // v's lanes in the row's order (the masked form: the plain one's
+    // undefined source trips GCC 12's -Wuninitialized; the same vpermps).
+    FS_INLINE __m512 in_row_order(__m512 v) const {
+        return _mm512_mask_permutexvar_ps(v, __mmask16(0xffff), back, v);
+    }
+    // Slot k in the row's lanes.
+    FS_INLINE __m512 row_slot(int k) const {
+        return in_row_order(_mm512_mask_blend_ps(low, slot[k], slot[(k + 1) % 4]));
+    }
+};
+#endif
+
 // kOpen: the sums are returned open (OpenSums), else closed (SplitSum).
 // kScanAhead: the row ahead is scanned into ahead.scan, not prefetched.
+// kAtLines: a row whose y starts off a 64-byte line runs at y's lines
+// (kAlignsStores).
 template <class T, bool kSubnormal, bool kScaled, Stored kStore, bool kSplit, bool kMasked,
-          LastPass kCarried = LastPass::none, bool kOpen = false, bool kScanAhead = false>
+          LastPass kCarried = LastPass::none, bool kOpen = false, bool kScanAhead = false,
+          bool kAtLines = false>
 FS_INLINE std::conditional_t<kOpen, OpenSums<T, kSplit>, SplitSum> exp_sums_impl(const T* x, T* y, const uint8_t* mask, int64_t n, T max, T scale,
                                  CarriedRow<T> other = {}, RowAhead<T> ahead = {}) {
     using S = Simd<T>;
     using Real = typename S::Real;
     using Ints = typename S::Ints;
+    constexpr int64_t L = S::lanes;
     constexpr T neg_inf = -std::numeric_limits<T>::infinity();
     RowTotals<T> totals;
     AtMaxCount<T> at_count{};
@@ -280,126 +356,264 @@ FS_INLINE std::conditional_t<kOpen, OpenSums<T, kSplit>, SplitSum> exp_sums_impl
     // and the adds waited on them and held the scheduler's entries. Same
     // order, same bits.
     Real previous{};
-    [[maybe_unused]] ScanLanes<T> ahead_lanes;  // ahead.scan's
-    for (int64_t start = 0; start < n; start += kChunk<T>) {
-        const int64_t stop = start + kChunk<T> < n ? start + kChunk<T> : n;
-        Real acc[4] = {};
-        const auto visit = [&](int64_t i, int64_t count, Real& a) FS_INLINE_LAMBDA {
-            Real v = load(x + i, count, neg_inf);
-            if constexpr (kMasked) v = load_mask<T>(mask + i, count) ? v : broadcast<Real>(neg_inf);
-            const Real d = centred<kScaled>(v, max, scale);
-            const Real e = kMasked ? exp_nonpositive<T, true>(d)
-                                   : exp_of_lanes<T, kSubnormal>(d, count);
-            stored<kStore>(y + i, d, e, count);
-            add_exp<kSplit>(a, at_count, d, e);
-        };
-        // softmax where vector registers are few: the row's max and the
-        // carried row's factor are read from memory at each use (as
-        // exp_vectors' constants); in registers they pushed the accumulators
-        // to the stack, a store and a reload every iteration. (log_softmax's
-        // loop kept its accumulators in registers, and ran slower this way.)
-        constexpr bool kFromMemory = kVectorRegisters <= 16 && kStore == Stored::exp;
-        alignas(kVectorBytes) Real row_values[2] = {broadcast<Real>(max),
-                                                    broadcast<Real>(other.by)};
-        const Real* held = row_values;
-        if constexpr (kFromMemory) __asm__("" : "+r"(held));
-        const auto block = [&](int64_t i, Real (&a)[4]) FS_INLINE_LAMBDA {
-            if constexpr (kMasked) {
-                for (int k = 0; k < 4; ++k) visit(i + k * S::lanes, S::lanes, a[k]);
-            } else {  // the four exps interleaved
-                constexpr int K = 4;
-                Real d[K], e[K], carried[K];
-                prefetch_block<kScanAhead>(ahead, i, ahead_lanes);
-                FS_EACH(k) d[k] = centred<kScaled>(load(x + i + k * S::lanes, S::lanes, T(0)),
-                                                   held[0], scale);
-                FS_EACH(k) e[k] = d[k];
-                exp_nonpositive_block_by_range<T, kSubnormal, K>(e);
-                // softmax: the carried row's loads before this row's stores (a
-                // row a multiple of 4 KiB back shares their address bits below
-                // 4 KiB, and a load behind such a store waits for it), but
-                // after the exp, so that they hold no register through it. Not
-                // for log_softmax, whose split sum holds more registers: slower there.
-                constexpr bool kEarly = kCarried == LastPass::scale;
-                if constexpr (kEarly) {
-                    FS_EACH(k) carried[k] = load(other.y + i + k * S::lanes, S::lanes, T(0));
-                }
-                FS_EACH(k) {
-                    stored<kStore>(y + i + k * S::lanes, d[k], e[k], S::lanes);
-                    add_exp<kSplit>(a[k], at_count, d[k], e[k]);
-                }
-                if constexpr (kCarried != LastPass::none) {
-                    FS_EACH(k) {
-                        T* at = other.y + i + k * S::lanes;
-                        if constexpr (!kEarly) carried[k] = load(at, S::lanes, T(0));
-                        store(at, last_pass_of<kCarried>(carried[k], held[1]), S::lanes);
-                    }
-                }
-            }
-        };
-        if constexpr (kMasked) {
-            visit_vector_blocks<T>(start, stop, acc, block, visit);
-        } else {
-            constexpr int64_t L = S::lanes;
-            int64_t i = start;
-            for (; i + 4 * L <= stop; i += 4 * L) block(i, acc);
-            if (i < stop) {
-                // What is left (up to three full vectors and a partial one) as one
-                // interleaved block, added as visit_vector_blocks adds it: full
-                // vectors into acc[0] in order, the partial one into acc[1].
-                constexpr int K = 4;
-                const int64_t left = stop - i;
-                const int64_t full = left / L, tail = left % L;
-                const auto live = lane_indices<Ints>() < typename S::Int(tail);
-                Real d[K] = {}, e[K];  // d[k] past the live vectors is never read
-                FS_EACH(k) {
-                    if (k < full) {
-                        d[k] = centred<kScaled>(load(x + i + k * L, L, T(0)), max, scale);
-                        e[k] = d[k];
-                    } else if (k == full && tail > 0) {
-                        d[k] = centred<kScaled>(load_first(x + i + k * L, tail), max, scale);
-                        d[k] = live ? d[k] : broadcast<Real>(neg_inf);
-                        e[k] = live ? d[k] : Real{};
-                    } else {
-                        e[k] = Real{};
-                    }
-                }
-                exp_nonpositive_block<T, kSubnormal, K>(e);
-                FS_EACH(k) {
-                    if (k < full) {
-                        stored<kStore>(y + i + k * L, d[k], e[k], L);
-                        add_exp<kSplit>(acc[0], at_count, d[k], e[k]);
-                    } else if (k == full && tail > 0) {
-                        e[k] = live ? e[k] : Real{};
-                        stored<kStore>(y + i + k * L, d[k], e[k], tail);
-                        add_exp<kSplit>(acc[1], at_count, d[k], e[k]);
-                    }
-                }
-                if constexpr (kCarried != LastPass::none) {
-                    for (int64_t j = i; j < stop; j += L) {
-                        const int64_t count = stop - j < L ? stop - j : L;
-                        store(other.y + j,
-                              last_pass_of<kCarried>(load(other.y + j, count, T(0)), other.by),
-                              count);
-                    }
-                }
-            }
-        }
+    const auto close_chunk = [&](int64_t start, const Real& partial) FS_INLINE_LAMBDA {
         if (start == kChunk<T>) {
             totals.first(previous);
         } else if (start != 0) {
             totals.add(previous);
         }
-        previous = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        previous = partial;
+    };
+    const auto partial_of = [](const Real (&acc)[4]) FS_INLINE_LAMBDA {
+        return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    };
+    [[maybe_unused]] ScanLanes<T> ahead_lanes;  // ahead.scan's
+    const auto visit = [&](int64_t i, int64_t count, Real& a) FS_INLINE_LAMBDA {
+        Real v = load(x + i, count, neg_inf);
+        if constexpr (kMasked) v = load_mask<T>(mask + i, count) ? v : broadcast<Real>(neg_inf);
+        const Real d = centred<kScaled>(v, max, scale);
+        const Real e = kMasked ? exp_nonpositive<T, true>(d)
+                               : exp_of_lanes<T, kSubnormal>(d, count);
+        stored<kStore>(y + i, d, e, count);
+        add_exp<kSplit>(a, at_count, d, e);
+    };
+    // softmax where vector registers are few: the row's max and the
+    // carried row's factor are read from memory at each use (as
+    // exp_vectors' constants); in registers they pushed the accumulators
+    // to the stack, a store and a reload every iteration. (log_softmax's
+    // loop kept its accumulators in registers, and ran slower this way.)
+    constexpr bool kFromMemory = kVectorRegisters <= 16 && kStore == Stored::exp;
+    alignas(kVectorBytes) Real row_values[2] = {broadcast<Real>(max), broadcast<Real>(other.by)};
+    const Real* held = row_values;
+    if constexpr (kFromMemory) __asm__("" : "+r"(held));
+    // softmax: the carried row's loads before this row's stores (a row a
+    // multiple of 4 KiB back shares their address bits below 4 KiB, and a
+    // load behind such a store waits for it), but after the exp, so that they
+    // hold no register through it. Not for log_softmax, whose split sum holds
+    // more registers: slower there.
+    constexpr bool kEarly = kCarried == LastPass::scale;
+    // Four full vectors from i (x, y and the carried row), the four exps
+    // interleaved; the row ahead's block at ahead_i.
+    const auto block = [&](int64_t i, int64_t ahead_i, Real (&a)[4]) FS_INLINE_LAMBDA {
+        if constexpr (kMasked) {
+            for (int k = 0; k < 4; ++k) visit(i + k * L, L, a[k]);
+        } else {
+            constexpr int K = 4;
+            Real d[K], e[K], carried[K];
+            prefetch_block<kScanAhead>(ahead, ahead_i, ahead_lanes);
+            FS_EACH(k) d[k] = centred<kScaled>(load(x + i + k * L, L, T(0)), held[0], scale);
+            FS_EACH(k) e[k] = d[k];
+            exp_nonpositive_block_by_range<T, kSubnormal, K>(e);
+            if constexpr (kEarly) {
+                FS_EACH(k) carried[k] = load(other.y + i + k * L, L, T(0));
+            }
+            FS_EACH(k) {
+                stored<kStore>(y + i + k * L, d[k], e[k], L);
+                add_exp<kSplit>(a[k], at_count, d[k], e[k]);
+            }
+            if constexpr (kCarried != LastPass::none) {
+                FS_EACH(k) {
+                    T* at = other.y + i + k * L;
+                    if constexpr (!kEarly) carried[k] = load(at, L, T(0));
+                    store(at, last_pass_of<kCarried>(carried[k], held[1]), L);
+                }
+            }
+        }
+    };
+    // What is left after the last whole block of four (up to three full
+    // vectors and a partial one) as one interleaved block, added as
+    // visit_vector_blocks adds it: full vectors into acc[0] in order, the
+    // partial one into acc[1].
+    const auto rest = [&](int64_t i, int64_t stop, Real (&acc)[4]) FS_INLINE_LAMBDA {
+        constexpr int K = 4;
+        const int64_t left = stop - i;
+        const int64_t full = left / L, tail = left % L;
+        const auto live = lane_indices<Ints>() < typename S::Int(tail);
+        Real d[K] = {}, e[K];  // d[k] past the live vectors is never read
+        FS_EACH(k) {
+            if (k < full) {
+                d[k] = centred<kScaled>(load(x + i + k * L, L, T(0)), max, scale);
+                e[k] = d[k];
+            } else if (k == full && tail > 0) {
+                d[k] = centred<kScaled>(load_first(x + i + k * L, tail), max, scale);
+                d[k] = live ? d[k] : broadcast<Real>(neg_inf);
+                e[k] = live ? d[k] : Real{};
+            } else {
+                e[k] = Real{};
+            }
+        }
+        exp_nonpositive_block<T, kSubnormal, K>(e);
+        FS_EACH(k) {
+            if (k < full) {
+                stored<kStore>(y + i + k * L, d[k], e[k], L);
+                add_exp<kSplit>(acc[0], at_count, d[k], e[k]);
+            } else if (k == full && tail > 0) {
+                e[k] = live ? e[k] : Real{};
+                stored<kStore>(y + i + k * L, d[k], e[k], tail);
+                add_exp<kSplit>(acc[1], at_count, d[k], e[k]);
+            }
+        }
+        if constexpr (kCarried != LastPass::none) {
+            for (int64_t j = i; j < stop; j += L) {
+                const int64_t count = stop - j < L ? stop - j : L;
+                store(other.y + j, last_pass_of<kCarried>(load(other.y + j, count, T(0)), other.by),
+                      count);
+            }
+        }
+    };
+    const auto finish = [&]() FS_INLINE_LAMBDA {
+        if constexpr (kScanAhead) {
+            if (ahead.x != nullptr) *ahead.scan = ahead_lanes;
+        }
+        OpenSums<T, kSplit> sums{totals, previous, at_count, n <= kChunk<T>};
+        if constexpr (kOpen) {
+            return sums;
+        } else {
+            return sums.close();
+        }
+    };
+#if defined(__AVX512F__)
+    if constexpr (kAtLines && kAlignsStores<T, kStore, kMasked>) {
+        const int64_t s = lanes_past_line(y);
+        if (s != 0 && n >= kChunk<T>) {
+            // Vector j at y's lines holds elements 16 j - s to 16 j + 15 - s.
+            // Blocks of four from j = 0 to `whole` (the row's vectors in whole
+            // blocks of four, at its own offsets); the elements after them go
+            // through `rest` as in the loop at the row's offsets. Vector 0
+            // takes the head (elements 0 to 15 - s) in its lanes L >= s and
+            // the end (the s elements before 16 whole) in its lanes L < s, so
+            // that no exp is spent on lanes outside the row; the end's terms
+            // wait in `end` and go into their slot last, where the row's
+            // order adds them. Vector j > 0, j a multiple of 16, opens a chunk:
+            // its lanes L < s close the chunk before.
+            const auto bits = [](const Real& v) FS_INLINE_LAMBDA {
+                return __builtin_bit_cast(__m512, v);
+            };
+            const auto real = [](const __m512& v) FS_INLINE_LAMBDA {
+                return __builtin_bit_cast(Real, v);
+            };
+            const __mmask16 high = __mmask16(0xffffu << s), low = __mmask16(~high);
+            RotatedSums sums{
+                {}, low, __builtin_bit_cast(__m512i, (lane_indices<Ints>() + int32_t(s)) & 15)};
+            const int64_t whole = 4 * (n / (4 * L)), end_at = whole * L - s;
+            // With elements after the whole blocks, whose `rest` adds in the
+            // row's lanes, every chunk's partial goes back to them.
+            const bool rotated = whole * L == n;
+            __m512 end{};
+            // Vectors j to j + 3 (x, y and the carried row), the four exps
+            // interleaved, vector j as above (kHead: j = 0).
+            const auto edge_block = [&](int64_t j, auto head) FS_INLINE_LAMBDA {
+                constexpr bool kHead = decltype(head)::value;
+                constexpr int K = 4;
+                const int64_t p = j * L - s;
+                const auto load_first_vector = [&](const T* row) FS_INLINE_LAMBDA {
+                    if constexpr (kHead) {
+                        return real(_mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(high, row + p), low,
+                                                         row + end_at));
+                    } else {
+                        return load(row + p, L, T(0));
+                    }
+                };
+                const auto store_first_vector = [&](T* row, const Real& v) FS_INLINE_LAMBDA {
+                    if constexpr (kHead) {
+                        _mm512_mask_storeu_ps(row + p, high, bits(v));
+                        _mm512_mask_storeu_ps(row + end_at, low, bits(v));
+                    } else {
+                        store(row + p, v, L);
+                    }
+                };
+                Real d[K], e[K], carried[K];
+                prefetch_block<kScanAhead>(ahead, j * L, ahead_lanes);
+                d[0] = centred<kScaled>(load_first_vector(x), held[0], scale);
+                _Pragma("GCC unroll 4") for (int k = 1; k < K; ++k) {
+                    d[k] = centred<kScaled>(load(x + p + k * L, L, T(0)), held[0], scale);
+                }
+                FS_EACH(k) e[k] = d[k];
+                exp_nonpositive_block_by_range<T, kSubnormal, K>(e);
+                if constexpr (kEarly) {
+                    carried[0] = load_first_vector(other.y);
+                    _Pragma("GCC unroll 4") for (int k = 1; k < K; ++k) {
+                        carried[k] = load(other.y + p + k * L, L, T(0));
+                    }
+                }
+                store_first_vector(y, kStore == Stored::exp ? e[0] : d[0]);
+                _Pragma("GCC unroll 4") for (int k = 1; k < K; ++k) {
+                    stored<kStore>(y + p + k * L, d[k], e[k], L);
+                }
+                __mmask16 adds = 0xffff;
+                if constexpr (kSplit) {
+                    adds = _mm512_cmp_ps_mask(bits(d[0]), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+                    at_count += L - __builtin_popcount(unsigned(adds));
+                }
+                if constexpr (kHead) {
+                    end = _mm512_maskz_mov_ps(low & adds, bits(e[0]));
+                } else {
+                    sums.slot[0] = _mm512_mask_add_ps(sums.slot[0], low & adds, sums.slot[0],
+                                                      bits(e[0]));
+                    const __m512 partial = sums.partial();
+                    close_chunk((j / kChunkVectors - 1) * kChunk<T>,
+                                real(rotated ? partial : sums.in_row_order(partial)));
+                }
+                sums.slot[0] = _mm512_maskz_mov_ps(high & adds, bits(e[0]));
+                Real a[K] = {};
+                _Pragma("GCC unroll 4") for (int k = 1; k < K; ++k) {
+                    add_exp<kSplit>(a[k], at_count, d[k], e[k]);
+                    sums.slot[k] = bits(a[k]);
+                }
+                if constexpr (kCarried != LastPass::none) {
+                    if constexpr (!kEarly) carried[0] = load_first_vector(other.y);
+                    store_first_vector(other.y, last_pass_of<kCarried>(carried[0], held[1]));
+                    _Pragma("GCC unroll 4") for (int k = 1; k < K; ++k) {
+                        T* at = other.y + p + k * L;
+                        if constexpr (!kEarly) carried[k] = load(at, L, T(0));
+                        store(at, last_pass_of<kCarried>(carried[k], held[1]), L);
+                    }
+                }
+            };
+            for (int64_t j = 0; j < whole; j += kChunkVectors) {
+                if (j == 0) {
+                    edge_block(j, std::true_type{});
+                } else {
+                    edge_block(j, std::false_type{});
+                }
+                Real a[4];
+                _Pragma("GCC unroll 4") for (int k = 0; k < 4; ++k) a[k] = real(sums.slot[k]);
+                const int64_t stop = j + kChunkVectors < whole ? j + kChunkVectors : whole;
+                for (int64_t b = j + 4; b < stop; b += 4) block(b * L - s, b * L, a);
+                _Pragma("GCC unroll 4") for (int k = 0; k < 4; ++k) sums.slot[k] = bits(a[k]);
+            }
+            sums.slot[0] = _mm512_add_ps(sums.slot[0], end);  // + 0 in the other lanes
+            const int64_t done = whole * L;
+            if (done == n) {
+                close_chunk((whole - 1) / kChunkVectors * kChunk<T>, real(sums.partial()));
+                return finish();
+            }
+            Real acc[4];
+            _Pragma("GCC unroll 4") for (int k = 0; k < 4; ++k) acc[k] = real(sums.row_slot(k));
+            if (whole % kChunkVectors == 0) {
+                close_chunk(done - kChunk<T>, partial_of(acc));
+                _Pragma("GCC unroll 4") for (int k = 0; k < 4; ++k) acc[k] = Real{};
+            }
+            rest(done, n, acc);
+            close_chunk((n - 1) / kChunk<T> * kChunk<T>, partial_of(acc));
+            return finish();
+        }
     }
-    if constexpr (kScanAhead) {
-        if (ahead.x != nullptr) *ahead.scan = ahead_lanes;
+#endif
+    for (int64_t start = 0; start < n; start += kChunk<T>) {
+        const int64_t stop = start + kChunk<T> < n ? start + kChunk<T> : n;
+        Real acc[4] = {};
+        if constexpr (kMasked) {
+            visit_vector_blocks<T>(start, stop, acc, [&](int64_t i, Real (&a)[4])
+                                   FS_INLINE_LAMBDA { block(i, i, a); }, visit);
+        } else {
+            int64_t i = start;
+            for (; i + 4 * L <= stop; i += 4 * L) block(i, i, acc);
+            if (i < stop) rest(i, stop, acc);
+        }
+        close_chunk(start, partial_of(acc));
     }
-    OpenSums<T, kSplit> sums{totals, previous, at_count, n <= kChunk<T>};
-    if constexpr (kOpen) {
-        return sums;
-    } else {
-        return sums.close();
-    }
+    return finish();
 }
 
 // One exp pass loop as a function of its own (inlined beside the masked

@@ -415,6 +415,59 @@ def test_rows_ending_in_zero_terms_give_the_bits_of_the_whole_exp_pass(level, dt
                 np.testing.assert_array_equal(plain[r : r + 1], alone, err_msg=f"row {r}")
 
 
+def _past_a_line(shape, dtype, offset):
+    """An array whose data starts `offset` bytes past a 64-byte boundary."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(size + 128, dtype=np.uint8)
+    start = -raw.ctypes.data % 64 + offset
+    return raw[start : start + size].view(dtype).reshape(shape)
+
+
+@pytest.mark.parametrize("level", _CPP_LEVELS)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("n", [256, 257, 300, 320, 1000, 1024, 1040, 4100])
+def test_rows_off_a_cache_line_give_the_bits_of_rows_on_one(level, dtype, kind, n):
+    """Where y starts off a 64-byte line, float rows on AVX-512 run their exp
+    pass at y's lines, the sums' lanes rotated to keep the row's order: the
+    results must not depend on where x and y sit. Every float offset of x and
+    y together, and of y alone, against the masked loop (a mask that keeps
+    every element), which always runs at the row's offsets; rows in groups
+    (carried last passes, rows scanned ahead) whose starts move from row to
+    row where a row is not a whole number of lines; several elements at the
+    max, runs of tiny terms, a causal row, special rows; in place too."""
+    with _at_level(level):
+        rng = np.random.default_rng(59)
+        f = getattr(fs, kind)
+        x = random_logits(rng, (11, n), dtype)
+        x[1, :: n // 5] = x[1].max()  # several elements at the max
+        x[2, n // 3 :] -= 200.0  # tiny and zero terms
+        x[3, n // 2 + 1 :] = -np.inf  # a causal row
+        x[4, 7] = np.nan
+        x[5, -1] = np.inf
+        x[6] = -np.inf
+        for temperature in (1.0, 0.7):
+            with np.errstate(invalid="ignore"):
+                want = f(x, axis=-1, temperature=temperature, where=np.ones(x.shape, bool))
+            shape = want.shape
+            for offset in range(0, 64, np.dtype(dtype).itemsize):
+                for x_offset in (offset, 0):
+                    xs = _past_a_line(x.shape, dtype, x_offset)
+                    xs[...] = x
+                    out = _past_a_line(shape, dtype, offset)
+                    with np.errstate(invalid="ignore"):
+                        got = f(xs, axis=-1, temperature=temperature, out=out)
+                    message = f"T={temperature} x at {x_offset}, y at {offset} bytes"
+                    np.testing.assert_array_equal(got, want, err_msg=message)
+                    numbers = ~np.isnan(want)
+                    assert np.array_equal(np.signbit(got[numbers]), np.signbit(want[numbers]))
+                if kind != "logsumexp":
+                    xs = _past_a_line(x.shape, dtype, offset)
+                    xs[...] = x
+                    with np.errstate(invalid="ignore"):
+                        f(xs, axis=-1, temperature=temperature, out=xs)
+                    np.testing.assert_array_equal(xs, want, err_msg=f"in place at {offset}")
+
+
 @pytest.mark.parametrize("kind", ["softmax", "log_softmax"])
 @pytest.mark.parametrize("shape", [(3,), (1, 3), (4, 5, 130), (2, 1, 1)])
 def test_plain_call_matches_the_general_path(dtype, kind, shape):
