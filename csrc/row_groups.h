@@ -122,9 +122,10 @@ void log_sums_of(const PendingRow<T>* pending, const bool* open, int64_t rows, d
 // its rows are scanned there instead (where the exp keeps NaN: their scans
 // have no NaN flag), each by the exp loop of the row as far up. With log_sum
 // (split sums: log_softmax, logsumexp), log(sum) of each row goes there.
-// kAtLines: rows whose y starts off a 64-byte line run their exp loops at y's
-// lines (runs_at_lines), in an instance of their own: compiled into the same
-// functions, the loops of short rows beside them came out 3-5% slower.
+// kAtLines: a group whose first row runs_at_lines (softmax, float, AVX-512)
+// runs its rows' exp loops at y's lines, in an instance of its own: compiled
+// into the same functions, the loops of short rows beside them came out 3-5%
+// slower.
 template <class T, Stored kStore, bool kSplit, bool kAtLines>
 FS_INLINE void group_exp_sums_of(
     const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows, int64_t n,

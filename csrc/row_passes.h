@@ -267,7 +267,9 @@ struct OpenSums {
 // softmax's float rows on AVX-512 whose x and y start at the same place off
 // a 64-byte line (NumPy's arrays usually sit 16 bytes past one) run their exp
 // loop at y's lines (exp_sums_impl): at the row's own offsets every 64-byte
-// load and store spans two lines. The row's lanes then sit rotated by y's
+// load and store spans two lines. A group decides by its first row
+// (runs_at_lines); in such a group each row whose y starts off a line runs
+// at y's lines, wherever its x sits (rows whose x and y strides differ). The row's lanes then sit rotated by y's
 // offset in the vectors, and the sums follow them (RotatedSums), so that every
 // term still goes into the lane and slot of sums.h's order: the same bits as
 // the loop at the row's offsets. Rows shorter than a chunk keep that loop
@@ -303,9 +305,9 @@ bool runs_at_lines(const T* x, const T* y, int64_t n) {
 // The four sum slots of exp_sums_impl in vectors at y's lines, s floats past
 // the row's start: lane L of slot k holds lane (L - s) mod 16 of the row's
 // slot k where L >= s, and of slot k - 1 (mod 4) where L < s (the vector at
-// y's lines that starts with block vector k's lanes ends with lanes of the
-// vector before it). `low` marks the lanes L < s, `back` puts lanes back in
-// the row's order.
+// y's lines that ends with the first 16 - s lanes of block vector k starts
+// with the last s lanes of the vector before it). `low` marks the lanes
+// L < s, `back` puts lanes back in the row's order.
 struct RotatedSums {
     __m512 slot[4];
     __mmask16 low;
@@ -337,8 +339,8 @@ struct RotatedSums {
 
 // kOpen: the sums are returned open (OpenSums), else closed (SplitSum).
 // kScanAhead: the row ahead is scanned into ahead.scan, not prefetched.
-// kAtLines: a row whose y starts off a 64-byte line runs at y's lines
-// (kAlignsStores).
+// kAtLines: a row of kChunk or more whose y starts off a 64-byte line runs at
+// y's lines (kAlignsStores).
 template <class T, bool kSubnormal, bool kScaled, Stored kStore, bool kSplit, bool kMasked,
           LastPass kCarried = LastPass::none, bool kOpen = false, bool kScanAhead = false,
           bool kAtLines = false>

@@ -425,13 +425,16 @@ def _past_a_line(shape, dtype, offset):
 
 @pytest.mark.parametrize("level", _CPP_LEVELS)
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("n", [256, 257, 300, 320, 1000, 1024, 1040, 4100])
+@pytest.mark.parametrize("n", [256, 257, 300, 320, 700, 1000, 1024, 1040, 1100, 4100])
 def test_rows_off_a_cache_line_give_the_bits_of_rows_on_one(level, dtype, kind, n):
-    """Where y starts off a 64-byte line, float rows on AVX-512 run their exp
-    pass at y's lines, the sums' lanes rotated to keep the row's order: the
+    """Where x and y start at the same place off a 64-byte line, softmax's
+    float rows on AVX-512 run their exp pass at y's lines, the sums' lanes
+    rotated to keep the row's order: the
     results must not depend on where x and y sit. Every float offset of x and
-    y together, and of y alone, against the masked loop (a mask that keeps
-    every element), which always runs at the row's offsets; rows in groups
+    y together, of y alone (x on a line: the loop at the row's offsets), and
+    of an output whose rows lie further apart than x's (x then off y's place
+    in later rows), against the masked loop (a mask that keeps every
+    element), which always runs at the row's offsets; rows in groups
     (carried last passes, rows scanned ahead) whose starts move from row to
     row where a row is not a whole number of lines; several elements at the
     max, runs of tiny terms, a causal row, special rows; in place too."""
@@ -461,7 +464,12 @@ def test_rows_off_a_cache_line_give_the_bits_of_rows_on_one(level, dtype, kind, 
                     numbers = ~np.isnan(want)
                     assert np.array_equal(np.signbit(got[numbers]), np.signbit(want[numbers]))
                 if kind != "logsumexp":
+                    padded = _past_a_line((x.shape[0], n + 3), dtype, offset)[:, :n]
                     xs = _past_a_line(x.shape, dtype, offset)
+                    xs[...] = x
+                    with np.errstate(invalid="ignore"):
+                        f(xs, axis=-1, temperature=temperature, out=padded)
+                    np.testing.assert_array_equal(padded, want, err_msg=f"padded at {offset}")
                     xs[...] = x
                     with np.errstate(invalid="ignore"):
                         f(xs, axis=-1, temperature=temperature, out=xs)
