@@ -28,6 +28,7 @@ LAST_PASS = r"(finish_softmax_row|softmax_row_in_cache)<float>\("  # inlined int
 # A group's exp form: no subnormal results, temperature 1.
 FAST_FORM = r"std::integral_constant<bool, false>, std::integral_constant<bool, false> "
 GROUP_SOFTMAX = "exp + store + sum, carried scale, next row scanned (softmax groups)"
+GROUP_LOG_SOFTMAX = "exp + store d + split sum, carried y -= log(sum) (log_softmax groups)"
 SCANS_AHEAD = ("avx512", "avx2")  # the levels whose softmax groups scan the next row
 PASSES = (
     ("scan (max, min, NaN)", r"scan_row<float>\(", r"maxps"),
@@ -41,13 +42,20 @@ PASSES = (
         # on the table levels the next group's row scanned (its vmaxps), in place
         # of a separate scan pass.
         GROUP_SOFTMAX,
-        rf"group_exp_sums<float, {STORED}1, false>.*operator\(\)<{FAST_FORM}>",
+        rf"group_exp_sums_of<float, {STORED}1, false, false>.*operator\(\)<{FAST_FORM}>",
         r"v?fmadd|mulps|vmaxps",
     ),
     (
         "exp + store d + split sum (log_softmax)",
         rf"exp_sums_loop<float, false, false, {STORED}2, true, false, {NO_CARRY}>",
         r"v?fmadd|mulps",
+    ),
+    (
+        # What log_softmax's groups run: the previous group's last pass carried
+        # (its subtractions), in place of a separate last pass.
+        GROUP_LOG_SOFTMAX,
+        rf"group_exp_sums_of<float, {STORED}2, true, false>\(",
+        r"v?fmadd|subps",
     ),
     (
         "exp + split sum (logsumexp)",
@@ -141,8 +149,11 @@ def hot_loop(
             best, best_score = body, score
     if not best:
         sys.exit(f"no loop with {marker!r} found")
-    # The branch target as a label llvm-mca can parse.
-    return ["loop:", *(t for t in best if not t.startswith("j")), "jne loop"]
+    # The branch target as a label llvm-mca can parse. Prefetches of the row
+    # ahead (a group's next row, on paths the loop picks at run time) are left
+    # out: they belong to the group, not to the pass.
+    body = (t for t in best if not t.startswith("j") and not t.startswith("prefetch"))
+    return ["loop:", *body, "jne loop"]
 
 
 # LLVM 14's znver1 model has no figure for a lane-crossing vpermps: it gives
@@ -202,6 +213,8 @@ def main() -> int:
 
         so = _core.__file__
     table = functions(so)
+    if not any(name.startswith("fastsoftmax::") for name in table):
+        sys.exit(f"{so} names none of its kernels (stripped): build with symbols (RelWithDebInfo)")
     print("| model | cycles for 8 independent ymm FMAs | for 8 zmm FMAs |")
     print("|---|---|---|")
     for core in ("znver1", "znver3", "skylake-avx512"):
@@ -216,11 +229,18 @@ def main() -> int:
         for level, lanes in LEVELS.items():
             matches = [k for k in table if f"fastsoftmax::{level}::" in k and re.search(pattern, k)]
             if not matches:
+                if level in SCANS_AHEAD:  # every pass is compiled there
+                    sys.exit(f"no function for {name!r} at {level}: has its name changed?")
                 continue
-            grouped = name == GROUP_SOFTMAX  # its loop holds forward branches
+            grouped = name == GROUP_SOFTMAX
             if grouped and level not in SCANS_AHEAD:
                 continue
-            asm = hot_loop(disassemble(so, *table[matches[0]]), marker, forward_branches=grouped)
+            # Loops with forward branches: the groups' (the test that skips the
+            # next row's scan) and the split sums' (a block holding the max
+            # takes its count out of line); the model follows the path that
+            # falls through.
+            forward = grouped or "split sum" in name
+            asm = hot_loop(disassemble(so, *table[matches[0]]), marker, forward_branches=forward)
             floats = 4 * lanes
             for core in CORES[level]:
                 per_8 = cycles(asm, core) * 8 / floats

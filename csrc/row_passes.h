@@ -258,10 +258,8 @@ FS_INLINE std::conditional_t<kOpen, OpenSums<T, kSplit>, SplitSum> exp_sums_impl
             if constexpr (kEarly) {
                 FS_EACH(k) carried[k] = load(other.y + i + k * L, L, T(0));
             }
-            FS_EACH(k) {
-                stored<kStore>(y + i + k * L, d[k], e[k], L);
-                add_exp<kSplit>(a[k], at_count, d[k], e[k]);
-            }
+            FS_EACH(k) stored<kStore>(y + i + k * L, d[k], e[k], L);
+            add_exps<kSplit>(a, at_count, d, e, n > 8 * L);
             if constexpr (kCarried != LastPass::none) {
                 FS_EACH(k) {
                     T* at = other.y + i + k * L;

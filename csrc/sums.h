@@ -216,6 +216,27 @@ FS_INLINE void add_exp(R& acc, int64_t& at_count, const R& d, const R& e) {
 }
 #endif
 
+// add_exp over a block of four vectors, vector k into acc[k]. A block with no
+// element at the max (every d below 0) adds its terms as they are: the
+// comparison and the count cost a vector operation or more a vector on the
+// pipes the exp pass is bound by, and a row holds its max in one block or a
+// few. The test is one comparison a block, on the largest d of the block. A
+// NaN can hide a 0 there (the max keeps its second operand), but a NaN makes
+// the row's sum NaN either way. Not for rows of two blocks (`tests` false),
+// where the test only picks the block the max is in, and mispredicts about
+// once a row. The same sums and count.
+template <bool kSplit, class R, class I>
+FS_INLINE void add_exps(R (&acc)[4], I& at_count, const R (&d)[4], const R (&e)[4], bool tests) {
+    if constexpr (kSplit) {
+        const auto larger = [](const R& a, const R& b) FS_INLINE_LAMBDA { return a > b ? a : b; };
+        if (!tests || some_lane_zero(larger(larger(d[0], d[1]), larger(d[2], d[3])))) {
+            FS_EACH4(k) add_exp<true>(acc[k], at_count, d[k], e[k]);
+            return;
+        }
+    }
+    FS_EACH4(k) acc[k] += e[k];
+}
+
 // What exp_sums counts elements at the max in: a scalar with AVX-512, a
 // vector of per-lane counts (summed at the end) elsewhere.
 #if defined(__AVX512F__)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 from pathlib import Path
 
@@ -59,3 +60,33 @@ def test_znver1_figure_is_not_the_placeholder_latency() -> None:
     # in-lane permutes take six.
     chain = ["loop:", "vpermps %ymm10,%ymm9,%ymm9", "vpermps %ymm10,%ymm9,%ymm9", "jne loop"]
     assert 5 < loop_cycles.cycles(chain, "znver1") < 20
+
+
+def _extension() -> str | None:
+    try:
+        from fastsoftmax import _core
+    except ImportError:
+        return None
+    return _core.__file__
+
+
+@pytest.mark.skipif(shutil.which("nm") is None, reason="needs nm (binutils) on PATH")
+@pytest.mark.skipif(_extension() is None, reason="needs the compiled extension")
+def test_every_pass_names_a_function_of_the_extension() -> None:
+    # A kernel renamed (group_exp_sums -> group_exp_sums_of) once left its
+    # row out of the table without a word: every pass is compiled at the
+    # levels whose softmax groups scan ahead.
+    import fastsoftmax as fs
+
+    extension = _extension()
+    assert extension is not None
+    names = loop_cycles.functions(extension)
+    if not any(k.startswith("fastsoftmax::") for k in names):
+        pytest.skip("a stripped extension (a release build): no kernel names to read")
+    levels = [level for level in loop_cycles.SCANS_AHEAD if level in fs.info()["simd_levels"]]
+    if not levels:
+        pytest.skip("the extension has none of the levels the table reads")
+    for level in levels:
+        for name, pattern, _ in loop_cycles.PASSES:
+            found = [k for k in names if f"fastsoftmax::{level}::" in k and re.search(pattern, k)]
+            assert found, f"{name} at {level}"
