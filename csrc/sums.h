@@ -221,10 +221,11 @@ FS_INLINE void add_exp(R& acc, int64_t& at_count, const R& d, const R& e) {
 // comparison and the count cost a vector operation or more a vector on the
 // pipes the exp pass is bound by, and a row holds its max in one block or a
 // few. The test is one comparison a block, on the largest d of the block. A
-// NaN can hide a 0 there (the max keeps its second operand), but a NaN makes
-// the row's sum NaN either way. Not for rows of two blocks (`tests` false),
-// where the test only picks the block the max is in, and mispredicts about
-// once a row. The same sums and count.
+// NaN can hide a 0 there (the max keeps its second operand) and the count
+// then misses it, but a NaN makes the row's sum NaN either way (and its log
+// that NaN). Not for rows of at most two blocks (`tests` false), where the
+// test only picks the block the max is in, and mispredicts about once a row.
+// The same sums and count.
 template <bool kSplit, class R, class I>
 FS_INLINE void add_exps(R (&acc)[4], I& at_count, const R (&d)[4], const R (&e)[4], bool tests) {
     if constexpr (kSplit) {
