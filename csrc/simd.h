@@ -365,43 +365,6 @@ FS_INLINE auto unordered(V a, V b) {
     return I((a != a) | (b != b));
 }
 
-// Whether some lane of v is +0 or -0 (NaN lanes are not): one comparison and
-// a test of its bits where the level has them.
-template <class V>
-FS_INLINE bool some_lane_zero(V v) {
-    constexpr bool kFloat = sizeof(v[0]) == 4;
-#if defined(__AVX512F__)
-    if constexpr (sizeof(V) == 64) {
-        if constexpr (kFloat) {
-            return _mm512_cmp_ps_mask(__m512(v), _mm512_setzero_ps(), _CMP_EQ_OQ) != 0;
-        } else {
-            return _mm512_cmp_pd_mask(__m512d(v), _mm512_setzero_pd(), _CMP_EQ_OQ) != 0;
-        }
-    }
-#endif
-#if defined(__AVX__)
-    if constexpr (sizeof(V) == 32) {
-        if constexpr (kFloat) {
-            return _mm256_movemask_ps(_mm256_cmp_ps(__m256(v), _mm256_setzero_ps(), _CMP_EQ_OQ));
-        } else {
-            return _mm256_movemask_pd(_mm256_cmp_pd(__m256d(v), _mm256_setzero_pd(), _CMP_EQ_OQ));
-        }
-    }
-#endif
-#if defined(__SSE2__)
-    if constexpr (sizeof(V) == 16) {
-        if constexpr (kFloat) {
-            return _mm_movemask_ps(_mm_cmpeq_ps(__m128(v), _mm_setzero_ps())) != 0;
-        } else {
-            return _mm_movemask_pd(_mm_cmpeq_pd(__m128d(v), _mm_setzero_pd())) != 0;
-        }
-    }
-#endif
-    bool zero = false;
-    for (int64_t j = 0; j < int64_t(sizeof(V) / sizeof(v[0])); ++j) zero |= v[j] == 0;
-    return zero;
-}
-
 // Mask bytes as lanes of all ones (active) or zeros; lanes past count are inactive.
 template <class T>
 FS_INLINE typename Simd<T>::Ints load_mask(const uint8_t* p, int64_t count) {
