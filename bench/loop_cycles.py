@@ -23,11 +23,16 @@ import sys
 # functions named hold the unmasked and the masked loop: a loop that loads mask
 # bytes (MASK_LOAD) is never the one taken.
 STORED = r"\(fastsoftmax::\w+::\(anonymous namespace\)::Stored\)"
-NO_CARRY = r"\(fastsoftmax::\w+::\(anonymous namespace\)::LastPass\)0"  # no carried last pass
+LAST_PASS_OF = r"\(fastsoftmax::\w+::\(anonymous namespace\)::LastPass\)"
+NO_CARRY = LAST_PASS_OF + "0"  # no carried last pass
 LAST_PASS = r"(finish_softmax_row|softmax_row_in_cache)<float>\("  # inlined into the latter
 # A group's exp form: no subnormal results, temperature 1.
 FAST_FORM = r"std::integral_constant<bool, false>, std::integral_constant<bool, false> "
 GROUP_SOFTMAX = "exp + store + sum, carried scale, next row scanned (softmax groups)"
+GROUP_LOG_SOFTMAX = "exp + split sum, carried y from x, next row scanned (log_softmax groups)"
+FROM_X_LEVELS = ("avx512",)  # the levels whose log_softmax groups carry y from x
+# log_softmax's last pass, carried in its groups' exp loops (logsumexp's loop).
+FROM_X = "y = (x - max) - log(sum) (log_softmax)"
 SCANS_AHEAD = ("avx512", "avx2")  # the levels whose softmax groups scan the next row
 PASSES = (
     ("scan (max, min, NaN)", r"scan_row<float>\(", r"maxps"),
@@ -41,11 +46,24 @@ PASSES = (
         # on the table levels the next group's row scanned (its vmaxps), in place
         # of a separate scan pass.
         GROUP_SOFTMAX,
-        rf"group_exp_sums_of<float, {STORED}1, false, false>.*operator\(\)<{FAST_FORM}>",
+        rf"group_exp_sums_of<float, {STORED}1, false, {LAST_PASS_OF}1, false>"
+        rf".*operator\(\)<{FAST_FORM}>",
         r"v?fmadd|mulps|vmaxps",
     ),
     (
-        "exp + store d + split sum (log_softmax)",
+        # What log_softmax's groups run where there are 32 vector registers:
+        # logsumexp's loop with the previous group's last pass from x carried
+        # (its two vsubps a vector) and the next group's row scanned. The loop of
+        # temperature 1 is inlined into the group function; the one carrying
+        # has the most of these.
+        GROUP_LOG_SOFTMAX,
+        r"softmax_row_group<float>\(",
+        r"v?fmadd|mulps|vsubps|vmaxps",
+    ),
+    (
+        # log_softmax's rows over 64 KB, single rows, and groups with 16
+        # vector registers (which carry the pass `y -= log(sum)` in this loop).
+        "exp + store d + split sum (log_softmax, d stored)",
         rf"exp_sums_loop<float, false, false, {STORED}2, true, false, {NO_CARRY}>",
         r"v?fmadd|mulps",
     ),
@@ -55,8 +73,10 @@ PASSES = (
         r"v?fmadd|mulps",
     ),
     ("scale (softmax)", LAST_PASS, r"mulps"),
-    ("y -= log(sum) (log_softmax)", LAST_PASS, r"subps"),
+    ("y -= log(sum) (log_softmax, d stored)", LAST_PASS, r"subps"),
+    (FROM_X, r"subtract_row_impl<false, false, float>\(", r"subps"),
 )
+ONE_VECTOR = (FROM_X,)  # passes whose loop takes one vector an iteration, not four
 MASK_LOAD = r"pmovzxb|punpcklbw|movzbl"
 LEVELS = {"avx512": 16, "avx2": 8, "sse2": 4}  # float lanes
 # The cores whose model is asked for each level (a level needs its ISA).
@@ -225,8 +245,10 @@ def main() -> int:
                 if level in SCANS_AHEAD and compiled:  # every pass is compiled there
                     sys.exit(f"no function for {name!r} at {level}: has its name changed?")
                 continue
-            grouped = name == GROUP_SOFTMAX
+            grouped = name in (GROUP_SOFTMAX, GROUP_LOG_SOFTMAX)
             if grouped and level not in SCANS_AHEAD:
+                continue
+            if name == GROUP_LOG_SOFTMAX and level not in FROM_X_LEVELS:
                 continue
             # Loops with forward branches: the groups' (the test that skips the
             # next row's scan) and the split sums' (a block holding the max
@@ -234,7 +256,7 @@ def main() -> int:
             # falls through.
             forward = grouped or "split sum" in name
             asm = hot_loop(disassemble(so, *table[matches[0]]), marker, forward_branches=forward)
-            floats = 4 * lanes
+            floats = (1 if name in ONE_VECTOR else 4) * lanes
             for core in CORES[level]:
                 per_8 = cycles(asm, core) * 8 / floats
                 size = f"{len(asm) - 2} instructions, {floats} floats"

@@ -85,8 +85,14 @@ bool carries_last_pass(int64_t n) {
 template <class T>
 void finish_carried(CarriedRow<T> (&carried)[kGroupRows], int64_t n, RowOp op) {
     for (CarriedRow<T>& row : carried) {
-        if (row.y != nullptr) finish_softmax_row(row.y, n, row.by, op);
-        row.y = nullptr;
+        if (row.y == nullptr) continue;
+        if (row.x != nullptr) {
+            subtract_row(row.x, row.y, static_cast<const uint8_t*>(nullptr), n, row.max,
+                         row.scale, row.by, false);
+        } else {
+            finish_softmax_row(row.y, n, row.by, op);
+        }
+        row = {};
     }
 }
 
@@ -100,6 +106,25 @@ constexpr int64_t kPrefetchRowBytes = int64_t(1) << 20;
 template <class T>
 bool prefetches_next(int64_t first, int64_t rows, int64_t total, int64_t n) {
     return first + 2 * rows <= total && n * int64_t(sizeof(T)) <= kPrefetchRowBytes;
+}
+
+// log_softmax's groups that carry their last pass store nothing in their exp
+// loops and carry y = d - log(sum) from x (group_exp_sums_of) where there are
+// 32 vector registers. With 16, the loop spilled its sums and held values to
+// the stack, and modelled slower on Zen 1 (csrc/README.md): there it stores
+// d and carries y -= log(sum).
+constexpr bool kCarriesFromX = kVectorRegisters == 32;
+
+// The exp passes of a group of log_softmax rows too long to carry: d stored,
+// which brings y's lines into the cache for the last pass. A function of its
+// own: inlined beside the carrying groups' loops, it slowed them.
+template <class T>
+[[gnu::noinline]] void stored_log_softmax_sums(const T* x, int64_t x_stride, T* y,
+                                               int64_t y_stride, int64_t rows, int64_t n,
+                                               const bool* open, PendingRow<T>* pending,
+                                               bool ahead, double* log_sum) {
+    group_exp_sums<T, Stored::centred, true>(x, x_stride, y, y_stride, rows, n, open, pending,
+                                             nullptr, ahead, nullptr, log_sum);
 }
 
 // One group of in-cache rows. Its rows' last pass (y *= 1 / sum, or
@@ -123,21 +148,34 @@ void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int
     CarriedRow<T>* carrying = carry ? carried : nullptr;
     T normalizer[kGroupRows];
     if (op == RowOp::softmax) {
-        group_exp_sums<T, Stored::exp, false>(x, x_stride, y, y_stride, rows, n, open, pending,
-                                              carrying, ahead, &scans);
+        group_exp_sums<T, Stored::exp, false, LastPass::scale>(
+            x, x_stride, y, y_stride, rows, n, open, pending, carrying, ahead, &scans);
         for (int64_t r = 0; r < rows; ++r) {
             if (open[r]) normalizer[r] = row_normalizer<T>(pending[r].sums, op);
         }
     } else {
         double log_sum[kGroupRows];
-        group_exp_sums<T, Stored::centred, true>(x, x_stride, y, y_stride, rows, n, open,
-                                                 pending, carrying, ahead, nullptr, log_sum);
+        if (carry && kCarriesFromX) {  // nothing stored, y from x (group_exp_sums_of)
+            group_exp_sums<T, Stored::nothing, true, LastPass::lower_from_x>(
+                x, x_stride, y, y_stride, rows, n, open, pending, carrying, ahead, &scans,
+                log_sum);
+        } else if (carry) {
+            group_exp_sums<T, Stored::centred, true, LastPass::lower>(
+                x, x_stride, y, y_stride, rows, n, open, pending, carrying, ahead, nullptr,
+                log_sum);
+        } else {
+            stored_log_softmax_sums(x, x_stride, y, y_stride, rows, n, open, pending, ahead,
+                                    log_sum);
+        }
         for (int64_t r = 0; r < rows; ++r) normalizer[r] = static_cast<T>(log_sum[r]);
     }
     finish_carried(carried, n, op);
     for (int64_t r = 0; r < rows; ++r) {
         if (!open[r]) continue;
-        const CarriedRow<T> row = {y + r * y_stride, normalizer[r]};
+        CarriedRow<T> row = {y + r * y_stride, normalizer[r]};
+        if (op != RowOp::softmax && carry && kCarriesFromX) {
+            row.x = x + r * x_stride, row.max = pending[r].max, row.scale = scale;
+        }
         if (carry) {
             carried[r] = row;
         } else {

@@ -1,9 +1,9 @@
 // The next group's rows, fetched into cache while this group's exp loops
 // run (softmax_rows): that group's scans then read from cache, not memory.
 // A group's scans are bound by memory and its exp loops by the FMA pipes;
-// without the prefetch the two never overlapped. y is fetched for writing,
-// as the exp pass writes it first. softmax's float rows are scanned there
-// instead (kScansAhead, ScanLanes), where the exp keeps NaN.
+// without the prefetch the two never overlapped. y is fetched for writing
+// where the exp pass writes it first. Some float rows are scanned there
+// instead (kScansAhead, ScanLanes).
 #pragma once
 
 #include <cstdint>
@@ -30,11 +30,12 @@ struct ScanLanes {
 };
 
 // Where the exp loops scan the rows ahead instead of prefetching them:
-// softmax's float rows where the exp keeps NaN (their scans need no NaN
-// flag: open_row_scan). log_softmax's loops, which hold more registers, ran
-// slower so.
-template <class T, bool kSoftmax>
-constexpr bool kScansAhead = kTableEntries > 0 && sizeof(T) == 4 && kSoftmax;
+// float rows whose exp loop is lean enough (kLeanLoop: softmax's, and
+// log_softmax's that store nothing and carry y from x) where the exp keeps
+// NaN (their scans need no NaN flag: open_row_scan). log_softmax's loops that
+// store d hold more registers, and ran slower so.
+template <class T, bool kLeanLoop>
+constexpr bool kScansAhead = kTableEntries > 0 && sizeof(T) == 4 && kLeanLoop;
 
 template <class T>
 struct RowAhead {

@@ -89,12 +89,6 @@ SplitSum softmax_exp_sums(const T* x, T* y, const uint8_t* mask, int64_t n,
                                                   row.subnormal);
 }
 
-// The last pass that follows pass 2 with kStore.
-template <Stored kStore>
-constexpr LastPass kLastPassOf = kStore == Stored::exp       ? LastPass::scale
-                                 : kStore == Stored::centred ? LastPass::lower
-                                                             : LastPass::none;
-
 // log(sum) of the open rows among `rows` (at most kLogLanes) pending ones,
 // in one vector (log_of_split_sums): the same bits as log_of_split_sum row
 // by row.
@@ -122,17 +116,23 @@ void log_sums_of(const PendingRow<T>* pending, const bool* open, int64_t rows, d
 // its rows are scanned there instead (where the exp keeps NaN: their scans
 // have no NaN flag), each by the exp loop of the row as far up. With log_sum
 // (split sums: log_softmax, logsumexp), log(sum) of each row goes there.
+// kCarriedPass: the carried rows' last pass (LastPass::none: no row is
+// carried). A log_softmax group that carries stores nothing in its exp loops
+// (Stored::nothing) and carries y = d - log(sum) from x (lower_from_x): the
+// loop's stores of d, two 64-byte lines touched by each where y sits off a
+// line, cost more than the carried pass's second subtraction.
 // kAtLines: a group whose first row runs_at_lines (softmax, float, AVX-512)
 // runs its rows' exp loops at y's lines, in an instance of its own: compiled
 // into the same functions, the loops of short rows beside them came out 3-5%
 // slower.
-template <class T, Stored kStore, bool kSplit, bool kAtLines>
+template <class T, Stored kStore, bool kSplit, LastPass kCarriedPass, bool kAtLines>
 FS_INLINE void group_exp_sums_of(
     const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows, int64_t n,
     const bool* open, PendingRow<T>* pending, CarriedRow<T>* carried, bool ahead,
     ScansAhead<T>* scans_ahead, double* log_sum) {
     static_assert(!kScansAhead<T, true> || kExpKeepsNaN<T>);
-    constexpr bool kScans = kScansAhead<T, kStore == Stored::exp>;
+    constexpr bool kScans =
+        kScansAhead<T, kStore == Stored::exp || kCarriedPass == LastPass::lower_from_x>;
     if constexpr (kScans) {
         if (scans_ahead == nullptr || n < 4 * Simd<T>::lanes) ahead = false;
     }
@@ -146,10 +146,13 @@ FS_INLINE void group_exp_sums_of(
     // loads) rather than exp passes (bound by the vector pipes).
     // Its in-loop logs are turned off through the pointer, not a new branch:
     // a test in the loop changed how the other rows' exp loop was compiled.
-    const bool late_logs = kStore == Stored::centred && rows == kGroupRows;
-    // logsumexp's float rows close their sums one row late (OpenSums): groups
-    // of rows of 128 floats ran faster so; softmax and log_softmax rows, whose
-    // exp loops also store, ran slower (csrc/README.md).
+    constexpr bool kLogSoftmax =
+        kStore == Stored::centred || kCarriedPass == LastPass::lower_from_x;
+    const bool late_logs = kLogSoftmax && rows == kGroupRows;
+    // Float rows whose exp loops store nothing (logsumexp, and log_softmax's
+    // that carry) close their sums one row late (OpenSums): groups of rows of
+    // 128 floats ran faster so; softmax rows, whose exp loops also store, ran
+    // slower (csrc/README.md).
     constexpr bool kCloseLate = sizeof(T) == 4 && kStore == Stored::nothing;
     double* const quad_logs = late_logs ? nullptr : log_sum;
     with_exp_flags(subnormal, scale != T(1), [&](auto sub, auto scaled) {
@@ -168,12 +171,15 @@ FS_INLINE void group_exp_sums_of(
             }
             const auto pass = [&](auto carry) FS_INLINE_LAMBDA {
                 constexpr LastPass kCarried =
-                    decltype(carry)::value ? kLastPassOf<kStore> : LastPass::none;
-                // A logsumexp row whose exps end in zeros (a causal mask) stops
-                // its exp loop before them (exp_end_before_zeros). softmax and
-                // log_softmax rows, which store y, ran no faster so: their
-                // stores over the zeros wait on memory without exps to hide it.
-                const int64_t end = kSubnormal && kStore == Stored::nothing
+                    decltype(carry)::value ? kCarriedPass : LastPass::none;
+                // A row whose exps end in zeros (a causal mask) stops its exp
+                // loop before them (exp_end_before_zeros) where the loop stores
+                // nothing, carries no row and scans none ahead (the carried
+                // row's last pass and the scan need the whole length). softmax
+                // rows, which store y, ran no faster so: their stores over the
+                // zeros wait on memory without exps to hide it.
+                const int64_t end = kSubnormal && kStore == Stored::nothing &&
+                                            kCarried == LastPass::none && !kScans
                                         ? exp_end_before_zeros<T, kScaled>(row_x, n,
                                                                            pending[r].max, scale)
                                         : n;
@@ -198,7 +204,7 @@ FS_INLINE void group_exp_sums_of(
                 }
             };
             const auto sums = carries ? pass(std::true_type{}) : pass(std::false_type{});
-            if (carries) carried[r].y = nullptr;
+            if (carries) carried[r] = {};
             if constexpr (kScans) {
                 if (next.x != nullptr) {
                     const ScanLanes<T> lanes = scan_rest(next_lanes, next.x, n);
@@ -254,17 +260,20 @@ FS_INLINE void group_exp_sums_of(
     }
 }
 
-template <class T, Stored kStore, bool kSplit>
+template <class T, Stored kStore, bool kSplit, LastPass kCarriedPass = LastPass::none>
 void group_exp_sums(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows,
                     int64_t n, const bool* open, PendingRow<T>* pending,
                     CarriedRow<T>* carried, bool ahead, ScansAhead<T>* scans_ahead,
                     double* log_sum = nullptr) {
+    const auto with_lines = [&](auto at_lines) {
+        group_exp_sums_of<T, kStore, kSplit, kCarriedPass, decltype(at_lines)::value>(
+            x, x_stride, y, y_stride, rows, n, open, pending, carried, ahead, scans_ahead,
+            log_sum);
+    };
     if (runs_at_lines<T, kStore>(x, y, n)) {
-        group_exp_sums_of<T, kStore, kSplit, true>(x, x_stride, y, y_stride, rows, n, open,
-                                                   pending, carried, ahead, scans_ahead, log_sum);
+        with_lines(std::true_type{});
     } else {
-        group_exp_sums_of<T, kStore, kSplit, false>(x, x_stride, y, y_stride, rows, n, open,
-                                                    pending, carried, ahead, scans_ahead, log_sum);
+        with_lines(std::false_type{});
     }
 }
 

@@ -39,6 +39,18 @@ FS_INLINE R centred(R v, M max, T scale) {
     return v - max;
 }
 
+// log_softmax's value d - log_sum, d = (x - max) * scale rounded first. Left
+// to itself the compiler fuses the multiply and the subtraction into one
+// FMA where d has no other use and not where it has: one path's values were
+// then 1 ULP off another's. kScaled false (temperature 1): no multiply,
+// nothing to fuse.
+template <bool kScaled = true, class R, class M, class T, class Log>
+FS_INLINE R log_softmax_of(R x, M max, T scale, Log log_sum) {
+    R d = centred<kScaled>(x, max, scale);
+    if constexpr (kScaled) opaque(d);
+    return d - log_sum;
+}
+
 // The flags of a row's exp pass, from run-time values to template
 // arguments: kSubnormal (some exp(d) may be subnormal or zero: the careful
 // exp form) and kScaled. Calls body(bool_constant<kSubnormal>,
@@ -72,23 +84,28 @@ FS_INLINE void stored(T* y, const R& d, const R& e, int64_t count) {
     if constexpr (kStore == Stored::centred) store(y, d, count);
 }
 
-// The last pass of a row: y *= 1 / sum over stored exp (softmax), or
-// y -= log(sum) over stored d (log_softmax).
-enum class LastPass { none, scale, lower };
+// The last pass of a row: y *= 1 / sum over stored exp (softmax),
+// y -= log(sum) over stored d (log_softmax), or y = d - log(sum) from x
+// (log_softmax whose exp pass stored nothing: same bits, log_softmax_of).
+enum class LastPass { none, scale, lower, lower_from_x };
 
 template <LastPass kLast, class R, class T>
 FS_INLINE R last_pass_of(const R& v, T by) {
-    static_assert(kLast != LastPass::none);
+    static_assert(kLast == LastPass::scale || kLast == LastPass::lower);
     if constexpr (kLast == LastPass::scale) return v * by;
     return v - by;
 }
 
 // A row waiting for its last pass, which an exp pass over another row of the
-// same length can carry (kCarried).
+// same length can carry (kCarried). x, max and scale: where the last pass
+// reads x (LastPass::lower_from_x, x == nullptr otherwise).
 template <class T>
 struct CarriedRow {
     T* y = nullptr;
     T by = T(0);
+    const T* x = nullptr;
+    T max = T(0);
+    T scale = T(1);
 };
 
 // A row's exp sums as its exp pass leaves them, the last chunk's partial sum
@@ -234,7 +251,9 @@ FS_INLINE std::conditional_t<kOpen, OpenSums<T, kSplit>, SplitSum> exp_sums_impl
     // to the stack, a store and a reload every iteration. (log_softmax's
     // loop kept its accumulators in registers, and ran slower this way.)
     constexpr bool kFromMemory = kVectorRegisters <= 16 && kStore == Stored::exp;
-    alignas(kVectorBytes) Real row_values[2] = {broadcast<Real>(max), broadcast<Real>(other.by)};
+    constexpr bool kFromX = kCarried == LastPass::lower_from_x;
+    alignas(kVectorBytes) Real row_values[3] = {broadcast<Real>(max), broadcast<Real>(other.by),
+                                                broadcast<Real>(other.max)};
     const Real* held = row_values;
     if constexpr (kFromMemory) __asm__("" : "+r"(held));
     // softmax: the carried row's loads before this row's stores (a row a
@@ -260,7 +279,13 @@ FS_INLINE std::conditional_t<kOpen, OpenSums<T, kSplit>, SplitSum> exp_sums_impl
             }
             FS_EACH(k) stored<kStore>(y + i + k * L, d[k], e[k], L);
             add_exps<kSplit>(a, at_count, d, e, n > 8 * L);
-            if constexpr (kCarried != LastPass::none) {
+            if constexpr (kFromX) {
+                FS_EACH(k) {
+                    const Real v = load(other.x + i + k * L, L, T(0));
+                    store(other.y + i + k * L, log_softmax_of<kScaled>(v, held[2], scale, held[1]),
+                          L);
+                }
+            } else if constexpr (kCarried != LastPass::none) {
                 FS_EACH(k) {
                     T* at = other.y + i + k * L;
                     if constexpr (!kEarly) carried[k] = load(at, L, T(0));
@@ -305,8 +330,15 @@ FS_INLINE std::conditional_t<kOpen, OpenSums<T, kSplit>, SplitSum> exp_sums_impl
         if constexpr (kCarried != LastPass::none) {
             for (int64_t j = i; j < stop; j += L) {
                 const int64_t count = stop - j < L ? stop - j : L;
-                store(other.y + j, last_pass_of<kCarried>(load(other.y + j, count, T(0)), other.by),
-                      count);
+                if constexpr (kFromX) {
+                    store(other.y + j,
+                          log_softmax_of<kScaled>(load(other.x + j, count, T(0)), other.max,
+                                                  scale, other.by),
+                          count);
+                } else {
+                    store(other.y + j,
+                          last_pass_of<kCarried>(load(other.y + j, count, T(0)), other.by), count);
+                }
             }
         }
     };
@@ -536,18 +568,6 @@ FS_INLINE void last_pass_row(T* y, int64_t n, T by) {
     visit_vectors<T>(0, n, unused, [&](int64_t i, int64_t count, Real&) FS_INLINE_LAMBDA {
         store(y + i, last_pass_of<kLast>(load(y + i, count, T(0)), by), count);
     });
-}
-
-// log_softmax's value d - log_sum, d = (x - max) * scale rounded first. Left
-// to itself the compiler fuses the multiply and the subtraction into one
-// FMA where d has no other use and not where it has: one path's values were
-// then 1 ULP off another's. kScaled false (temperature 1): no multiply,
-// nothing to fuse.
-template <bool kScaled = true, class R, class M, class T, class Log>
-FS_INLINE R log_softmax_of(R x, M max, T scale, Log log_sum) {
-    R d = centred<kScaled>(x, max, scale);
-    if constexpr (kScaled) opaque(d);
-    return d - log_sum;
 }
 
 // log_softmax's last pass from x: y = d - log_sum, masked lanes -inf; y's
