@@ -31,7 +31,8 @@ FAST_FORM = r"std::integral_constant<bool, false>, std::integral_constant<bool, 
 GROUP_SOFTMAX = "exp + store + sum, carried scale, next row scanned (softmax groups)"
 GROUP_LOG_SOFTMAX = "exp + split sum, carried y from x, next row scanned (log_softmax groups)"
 FROM_X_LEVELS = ("avx512",)  # the levels whose log_softmax groups carry y from x
-# log_softmax's last pass, carried in its groups' exp loops (logsumexp's loop).
+# log_softmax's last pass from x, as a pass of its own (subtract_row, one vector
+# an iteration); its groups at AVX-512 carry it in their exp loops instead.
 FROM_X = "y = (x - max) - log(sum) (log_softmax)"
 SCANS_AHEAD = ("avx512", "avx2")  # the levels whose softmax groups scan the next row
 PASSES = (

@@ -97,7 +97,7 @@ void finish_carried(CarriedRow<T> (&carried)[kGroupRows], int64_t n, RowOp op) {
 }
 
 // Whether the group of `rows` rows of n elements starting at row `first` of
-// `total` prefetches the next one (RowAhead; softmax's float groups scan it):
+// `total` prefetches the next one (RowAhead; some float groups scan it):
 // when a whole group follows and its rows are at most kPrefetchRowBytes.
 // Rows beyond that do not stay in cache until their scan: the prefetch only
 // doubled their memory traffic.
@@ -127,10 +127,10 @@ template <class T>
                                              nullptr, ahead, nullptr, log_sum);
 }
 
-// One group of in-cache rows. Its rows' last pass (y *= 1 / sum, or
-// y -= log(sum)) is left in `carried`, for the next group's exp loops to
-// carry (group_exp_sums); what they do not take is done here, and the caller
-// does the last group's.
+// One group of in-cache rows. Its rows' last pass (y *= 1 / sum,
+// y -= log(sum), or y = d - log(sum) from x) is left in `carried`, for the
+// next group's exp loops to carry (group_exp_sums); what they do not take is
+// done here, and the caller does the last group's.
 template <class T>
 void softmax_row_group(const T* x, int64_t x_stride, T* y, int64_t y_stride, int64_t rows,
                        int64_t n, double temperature, RowOp op,

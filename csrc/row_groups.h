@@ -117,7 +117,8 @@ void log_sums_of(const PendingRow<T>* pending, const bool* open, int64_t rows, d
 // have no NaN flag), each by the exp loop of the row as far up. With log_sum
 // (split sums: log_softmax, logsumexp), log(sum) of each row goes there.
 // kCarriedPass: the carried rows' last pass (LastPass::none: no row is
-// carried). A log_softmax group that carries stores nothing in its exp loops
+// carried). A log_softmax group that carries, where there are 32 vector
+// registers (kCarriesFromX, level_kernels.cpp), stores nothing in its exp loops
 // (Stored::nothing) and carries y = d - log(sum) from x (lower_from_x): the
 // loop's stores of d, two 64-byte lines touched by each where y sits off a
 // line, cost more than the carried pass's second subtraction.

@@ -2,6 +2,8 @@
 //
 //   softmax:      scan (max, min, NaN, active count) | exp, store y, sum | scale y
 //   log_softmax:  scan | exp and sum, store d to y | y -= log(sum)
+//                 (groups with 32 vector registers: scan | exp and sum |
+//                 y = d - log(sum) from x, level_kernels.cpp)
 //   logsumexp:    scan | exp and sum, nothing stored
 //
 // with d = (x - max) / temperature, computed as (x - max) * (1 / T) (with
@@ -66,10 +68,10 @@ FS_INLINE auto with_exp_flags(bool subnormal, bool scaled, const Body& body) {
                   : body(bool_constant<false>{}, bool_constant<false>{});
 }
 
-// What the exp pass writes to y: nothing (logsumexp), exp(d) (softmax,
-// scaled by pass 3), or d itself (log_softmax: pass 3 is then y - log(sum),
-// one subtraction where d - log(sum) from x takes two; the exp pass has a
-// store port to spare, the last pass has none).
+// What the exp pass writes to y: nothing (logsumexp; log_softmax's groups
+// that carry y from x), exp(d) (softmax, scaled by pass 3), or d itself
+// (log_softmax: pass 3 is then y - log(sum), one subtraction where
+// d - log(sum) from x takes two).
 enum class Stored { nothing, exp, centred };
 
 // Pass 2: the sum of exp(d), d = (x - max) * scale, masked lanes 0, in the

@@ -85,8 +85,10 @@ FS_INLINE RowScan<T> scan_unmasked_row(const T* x, int64_t n) {
 // scan_unmasked_row<T, false>, but for the sign of a zero max or min (+0 or
 // -0, whichever the order met first). The min only feeds tests of its value;
 // softmax's values never show the max's: d is then +-0 for the zeros and
-// exp(+-0) is 1 (log_softmax, whose stored d would show it, scans its rows on
-// their own).
+// exp(+-0) is 1. log_softmax's (the groups that carry y from x) show it only
+// in d - log(sum) for the zeros at the max, and the sign is in doubt only
+// where +0 and -0 are both there: two terms of 1, log(sum) >= log 2, and
+// +-0 - log(sum) is the same value. Its groups that store d scan on their own.
 template <class T>
 FS_INLINE ScanLanes<T> scan_rest(ScanLanes<T> lanes, const T* x, int64_t n) {
     constexpr int64_t L = Simd<T>::lanes;
